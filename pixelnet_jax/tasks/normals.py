@@ -1,0 +1,87 @@
+"""Surface normals: 3 outputs per pixel, L2-normalised, scored by angular error.
+
+Labels: ``normals`` [H, W, 3] float unit vectors and ``normals_valid`` [H, W] bool
+(pixels with depth). Only valid pixels are sampled and scored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pixelnet_jax.metrics import normals as normal_metrics
+from pixelnet_jax.tasks import base
+
+# Squared-norm floor of the renormalisation: keeps zero vectors (and their gradient) finite.
+_SQ_NORM_FLOOR = 1e-12
+
+
+def default_config() -> Dict[str, Any]:
+  # 'uniform' (the paper) | 'grid'.
+  return dict(base.common_config())
+
+
+def unit(vectors):
+  """Renormalises [..., 3] in float32; a zero vector stays zero (finite gradient)."""
+  vectors = vectors.astype(jnp.float32)
+  sq_norm = jnp.sum(jnp.square(vectors), axis=-1, keepdims=True)
+  return vectors * jax.lax.rsqrt(jnp.maximum(sq_norm, _SQ_NORM_FLOOR))
+
+
+class NormalsTask(base.Task):
+  """Squared error of the L2-normalised prediction to the unit target, = 2 (1 - cos)."""
+
+  name = "normals"
+  num_outputs = 3
+  label_keys = ("normals", "normals_valid")
+  main_metric = "mean"
+  main_metric_mode = "min"
+
+  def sampleable(self, labels):
+    return labels["normals_valid"].astype(jnp.bool_)
+
+  def gather_targets(self, labels, coords):
+    """[N, 3] float32 unit normals."""
+    return unit(base.gather(labels["normals"], coords))
+
+  def point_losses(self, outputs, targets, mask):
+    del mask  # Every point's value is finite; masking happens in the mean.
+    return jnp.sum(jnp.square(unit(outputs) - unit(targets)), axis=-1)
+
+  def decode(self, dense_outputs):
+    """[..., H, W, 3] -> [..., H, W, 3] float32 unit normals."""
+    return unit(dense_outputs)
+
+  def check_labels(self, labels):
+    spatial = base.check_map(labels, "normals", trailing=(3,), kinds="f")
+    base.check_map(labels, "normals_valid", kinds="b")
+    base.check_same_shape(labels, "normals_valid", spatial)
+    valid_normals = labels["normals"][labels["normals_valid"]]
+    if not np.all(np.isfinite(valid_normals)):
+      raise ValueError("labels['normals'] has non-finite values at pixels where "
+                       "labels['normals_valid'] is true; mark those pixels invalid.")
+    return spatial
+
+  def prediction_shape(self, labels):
+    return labels["normals"].shape
+
+  def metric_zero(self):
+    return {"errors": []}
+
+  def metric_stats(self, prediction, labels, valid: Optional[np.ndarray]):
+    mask = labels["normals_valid"]
+    if valid is not None:
+      mask = mask & valid
+    # float32 storage: a split's pooled errors can be 10^8 values.
+    errors = normal_metrics.angular_errors(prediction, labels["normals"], mask)
+    return {"errors": [errors.astype(np.float32)]}
+
+  def metric_result(self, state):
+    return normal_metrics.scores(state["errors"])
+
+
+def create(config) -> NormalsTask:
+  return NormalsTask(config)
