@@ -1,0 +1,157 @@
+"""Per-pixel heads on hypercolumn features.
+
+Both heads take the hypercolumn as its per-tap parts, a list of ``[..., C_i]``,
+and keep their first layer split per tap: one kernel ``first_<tap>`` of shape
+``[C_tap, width]`` per tap and one bias ``first_bias``, so that
+``W1 . h_p = sum_tap W1_tap . c_tap(p)``. Since a bilinear read is linear too,
+the projection of a coarse tap can be moved before the read (the "linear-first"
+path of DESIGN.md) without changing the parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pixelnet_jax.models.vgg import normal_init
+
+
+def _check_features(features, tap_names):
+  if len(features) != len(tap_names):
+    raise ValueError(
+        f"The head was built for taps {tuple(tap_names)} but got {len(features)} feature arrays.")
+
+
+class Dropout(nn.Module):
+  """Inverted dropout whose mask is drawn flat and reshaped.
+
+  Same semantics as ``nn.Dropout``; the flat draw avoids the slow CPU compiles
+  of multi-dimensional Threefry draws (see ``vgg.normal_init``). Needs the
+  'dropout' rng when ``train`` and ``rate > 0``.
+  """
+  rate: float
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    if not train or self.rate == 0.0:
+      return x
+    keep = 1.0 - self.rate
+    mask = jax.random.bernoulli(self.make_rng("dropout"), keep, (int(np.prod(x.shape)),))
+    return jnp.where(mask.reshape(x.shape), x / keep, jnp.zeros_like(x))
+
+
+class SplitDense(nn.Module):
+  """A Dense layer on the concatenation of per-tap features, kept split per tap.
+
+  Attributes:
+    tap_names: one name per feature array; the kernels are ``first_<tap>``.
+    features: output width.
+    init_std: std of the normal kernel init (bias starts at zero).
+    dtype: compute dtype.
+  """
+  tap_names: Tuple[str, ...]
+  features: int
+  init_std: float = 0.001
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, features: Sequence[Any]):
+    """features: list of [..., C_i] -> [..., width] = sum_i f_i @ W_i + b."""
+    _check_features(features, self.tap_names)
+    init = normal_init(self.init_std)
+    y = None
+    for tap, f in zip(self.tap_names, features):
+      kernel = self.param(f"first_{tap}", init, (f.shape[-1], self.features), jnp.float32)
+      term = jnp.dot(f.astype(self.dtype), kernel.astype(self.dtype))
+      y = term if y is None else y + term
+    bias = self.param("first_bias", nn.initializers.zeros, (self.features,), jnp.float32)
+    return y + bias.astype(self.dtype)
+
+
+class MLPHead(nn.Module):
+  """FC -> ReLU -> dropout, repeated, then FC K; the first FC split per tap.
+
+  Attributes:
+    tap_names: names of the taps, in the order the features come.
+    num_outputs: K.
+    widths: hidden widths, (4096, 4096) in the paper; () makes the head one
+      (split) linear layer.
+    dropout: dropout rate after each hidden ReLU.
+    hypercolumn_dropout: dropout rate on the hypercolumn itself (0 disables).
+    init_std: std of the normal init of every kernel.
+    dtype: compute dtype; the output is float32.
+  """
+  tap_names: Tuple[str, ...]
+  num_outputs: int
+  widths: Tuple[int, ...] = (4096, 4096)
+  dropout: float = 0.5
+  hypercolumn_dropout: float = 0.0
+  init_std: float = 0.001
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, features: Sequence[Any], train: bool = False):
+    """features: list of [..., C_i] -> [..., K] float32.
+
+    Training with a non-zero dropout rate needs ``rngs={'dropout': key}``.
+    """
+    _check_features(features, self.tap_names)
+    if self.hypercolumn_dropout > 0:
+      drop = Dropout(self.hypercolumn_dropout, name="hypercolumn_dropout")
+      features = [drop(f, train) for f in features]
+    widths = tuple(int(w) for w in self.widths) + (int(self.num_outputs),)
+    x = SplitDense(self.tap_names, widths[0], self.init_std, self.dtype, name="first")(features)
+    for i, width in enumerate(widths[1:]):
+      x = nn.relu(x)
+      if self.dropout > 0:
+        x = Dropout(self.dropout, name=f"dropout_{i + 1}")(x, train)
+      last = i == len(widths) - 2
+      x = nn.Dense(width, kernel_init=normal_init(self.init_std),
+                   bias_init=nn.initializers.zeros, dtype=self.dtype,
+                   name="output" if last else f"hidden_{i + 1}")(x)
+    return x.astype(jnp.float32)
+
+
+class LinearHead(nn.Module):
+  """Per-tap BatchNorm (no scale/offset), ReLU, one FC to K: the hypercolumn baseline.
+
+  The per-tap normalisation puts taps of very different scales on an equal
+  footing before the single linear layer.
+
+  Attributes:
+    tap_names: names of the taps, in the order the features come.
+    num_outputs: K.
+    hypercolumn_dropout: dropout rate on the normalised hypercolumn (0 disables).
+    init_std: std of the normal kernel init.
+    bn_momentum, bn_epsilon, bn_axis_name: as in the trunk.
+    dtype: compute dtype; the output is float32.
+  """
+  tap_names: Tuple[str, ...]
+  num_outputs: int
+  hypercolumn_dropout: float = 0.0
+  init_std: float = 0.001
+  bn_momentum: float = 0.9
+  bn_epsilon: float = 1e-5
+  bn_axis_name: Any = None
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, features: Sequence[Any], train: bool = False):
+    """features: list of [..., C_i] -> [..., K] float32."""
+    _check_features(features, self.tap_names)
+    normed = []
+    for tap, f in zip(self.tap_names, features):
+      f = nn.BatchNorm(use_running_average=not train, use_scale=False, use_bias=False,
+                       momentum=self.bn_momentum, epsilon=self.bn_epsilon,
+                       axis_name=self.bn_axis_name, dtype=self.dtype, name=f"bn_{tap}")(f)
+      normed.append(nn.relu(f))
+    if self.hypercolumn_dropout > 0:
+      drop = Dropout(self.hypercolumn_dropout, name="hypercolumn_dropout")
+      normed = [drop(f, train) for f in normed]
+    x = SplitDense(self.tap_names, int(self.num_outputs), self.init_std, self.dtype,
+                   name="first")(normed)
+    return x.astype(jnp.float32)

@@ -1,0 +1,302 @@
+"""Tests for pixelnet_jax.models: trunk shapes, heads, dense == sampled, errors, pmap."""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pixelnet_jax import models
+from pixelnet_jax.models import PixelNet
+
+# A tiny member of the family with every kind of layer: 5 stages and fc6/fc7.
+TINY = dict(trunk="vgg", stage_widths=(4, 6, 8, 8, 8), convs_per_stage=(1, 2, 1, 1, 2), fc=True,
+            fc_width=12, mlp_widths=(16, 8), head_init_std=0.1, trunk_init_std=0.3)
+
+
+def _config(**overrides):
+  c = models.default_model_config()
+  c.update({**TINY, **overrides})
+  return c
+
+
+# Test inputs come from NumPy: multi-dimensional jax.random draws compile slowly on CPU.
+def _images(seed, b, h, w):
+  return jnp.asarray(np.random.default_rng(seed).normal(size=(b, h, w, 3)), jnp.float32)
+
+
+def _points(seed, b, n, high):
+  return jnp.asarray(np.random.default_rng(seed).uniform(0.0, high, size=(b, n, 2)), jnp.float32)
+
+
+def _all_points(b, h, w):
+  rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+  pts = np.stack([rows.ravel(), cols.ravel()], -1).astype(np.float32)
+  return jnp.asarray(np.broadcast_to(pts, (b, h * w, 2)))
+
+
+def _trained_variables(model, images, points, key=0):
+  """Init, then one train-mode pass so batch_stats are not the identity."""
+  variables = model.init(jax.random.key(key), images, points)
+  _, updates = model.apply(variables, images, points, train=True,
+                           rngs={"dropout": jax.random.key(key + 1)}, mutable=["batch_stats"])
+  return {**variables, **updates}
+
+
+def test_normal_init_has_the_requested_std_and_shape():
+  w = models.vgg.normal_init(0.01)(jax.random.key(0), (3, 3, 64, 64))
+  assert w.shape == (3, 3, 64, 64) and w.dtype == jnp.float32
+  assert abs(float(jnp.std(w)) - 0.01) < 5e-4 and abs(float(jnp.mean(w))) < 5e-4
+
+
+def test_trunk_maps_use_ceil_sizes_and_tap_channels():
+  spec = models.trunk_spec(_config(width_multiplier=2.0))
+  assert spec.stage_widths == (8, 12, 16, 16, 16) and spec.fc_width == 24
+  taps = spec.tap_names
+  assert taps == ("conv1_1", "conv2_1", "conv2_2", "conv3_1", "conv4_1", "conv5_1", "conv5_2",
+                  "fc6", "fc7")
+  trunk = models.VGG(spec=spec, taps=taps)
+  h, w = 45, 70
+  x = _images(0, 2, h, w)
+  variables = trunk.init(jax.random.key(1), x)
+  maps = trunk.apply(variables, x)
+  assert set(maps) == set(taps)
+  for tap in taps:
+    pools = spec.tap_num_pools(tap)
+    expected = (2, math.ceil(h / 2**pools), math.ceil(w / 2**pools), spec.tap_channels(tap))
+    assert maps[tap].shape == expected, tap
+    assert maps[tap].dtype == jnp.float32
+  # 45x70 -> 23x35 -> 12x18 -> 6x9 -> 3x5, and fc6/fc7 at 2x3.
+  assert maps["fc7"].shape[1:3] == (2, 3)
+
+
+def test_pre_relu_taps_are_post_relu_taps_before_the_relu():
+  spec = models.trunk_spec(_config())
+  taps = ("conv1_1", "conv3_1", "fc6")
+  x = _images(0, 2, 20, 24)
+  pre = models.VGG(spec=spec, taps=taps, tap_activation="pre")
+  post = models.VGG(spec=spec, taps=taps, tap_activation="post")
+  variables = pre.init(jax.random.key(1), x)
+  maps_pre, maps_post = pre.apply(variables, x), post.apply(variables, x)
+  for tap in taps:
+    assert float(jnp.min(maps_pre[tap])) < 0.0, tap
+    np.testing.assert_allclose(maps_post[tap], jax.nn.relu(maps_pre[tap]), atol=1e-6)
+
+
+def test_trunk_is_built_only_up_to_the_deepest_tap():
+  model = models.create_model(_config(taps=("conv1_1", "conv3_1")), num_outputs=2)
+  shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 16, 16, 3)),
+                          jnp.zeros((1, 4, 2)))
+  assert sorted(k for k in shapes["params"]["trunk"] if not k.endswith("_bn")) == [
+      "conv1_1", "conv2_1", "conv2_2", "conv3_1"]
+
+
+@pytest.mark.parametrize("head,fc,activation", [
+    ("mlp", True, "post"), ("mlp", False, "pre"), ("linear", True, "pre"),
+    ("linear", False, "post")])
+def test_sampled_outputs_have_shape_b_n_k(head, fc, activation):
+  taps = ("conv1_1", "conv2_2", "conv5_2") + (("fc7",) if fc else ())
+  model = models.create_model(
+      _config(head=head, fc=fc, tap_activation=activation, taps=taps,
+              hypercolumn_dropout=0.2), num_outputs=3)
+  x = _images(0, 2, 21, 26)
+  pts = _points(1, 2, 7, 20.0)
+  variables = model.init(jax.random.key(2), x, pts)
+  out, updates = model.apply(variables, x, pts, train=True,
+                             rngs={"dropout": jax.random.key(3)}, mutable=["batch_stats"])
+  assert out.shape == (2, 7, 3) and out.dtype == jnp.float32
+  assert set(updates) == {"batch_stats"}
+  assert model.apply(variables, x, pts).shape == (2, 7, 3)
+  head_params = variables["params"]["head"]["first"]
+  assert sorted(head_params) == sorted(["first_bias"] + [f"first_{t}" for t in taps])
+
+
+def test_default_config_is_the_paper_model():
+  model = models.create_model(models.default_model_config(), num_outputs=21)
+  assert model.spec == models.VGG16
+  assert model.taps == ("conv1_2", "conv2_2", "conv3_3", "conv4_3", "conv5_3", "fc7")
+  assert sum(model.spec.tap_channels(t) for t in model.taps) == 5568
+  assert model.mlp_widths == (4096, 4096) and model.dropout == 0.5
+  assert model.head_init_std == 0.001 and model.trunk_init_std == 0.01
+
+
+def test_vgg16_parameter_count_matches_analytic_count():
+  k = 21
+  model = models.create_model(models.default_model_config(), num_outputs=k)
+  shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)),
+                          jnp.zeros((1, 4, 2)))
+  count = lambda tree: sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(tree))
+
+  # conv: k*k*cin*cout weights + cout bias + 2*cout BN scale/offset; BN stats 2*cout.
+  layers, cin = [], 3
+  for width, n in zip((64, 128, 256, 512, 512), (2, 2, 3, 3, 3)):
+    for _ in range(n):
+      layers.append((3, cin, width))
+      cin = width
+  conv_part = sum(kk * kk * ci * co + co + 2 * co for kk, ci, co in layers)
+  # torchvision's vgg16 features hold 14,714,688 weights+biases; BN adds 2 * 4224.
+  assert conv_part == 14_714_688 + 2 * 4224
+  layers += [(7, 512, 4096), (1, 4096, 4096)]
+  trunk_params = sum(kk * kk * ci * co + co + 2 * co for kk, ci, co in layers)
+  trunk_stats = sum(2 * co for _, _, co in layers)
+  head_params = (5568 * 4096 + 4096) + (4096 * 4096 + 4096) + (4096 * k + k)
+
+  # torchvision's vgg16 has 138,357,544 with fc8 (4096 * 1000 + 1000); BN adds 2 * 12416.
+  assert trunk_params == 138_357_544 - 4_097_000 + 2 * (4224 + 8192)
+  assert count(shapes["params"]["trunk"]) == trunk_params
+  assert count(shapes["batch_stats"]["trunk"]) == trunk_stats
+  assert count(shapes["params"]["head"]) == head_params
+  assert set(shapes) == {"params", "batch_stats"}
+
+
+@pytest.mark.parametrize("head", ["mlp", "linear"])
+def test_dense_prediction_equals_sampled_prediction_at_every_pixel(head):
+  h, w = 13, 19  # 247 pixels: chunks of 50 and 100 leave a padded last chunk
+  model = models.create_model(_config(head=head), num_outputs=4)
+  x = _images(0, 2, h, w)
+  pts = _all_points(2, h, w)
+  variables = _trained_variables(model, x, pts)
+  sampled = model.apply(variables, x, pts).reshape(2, h, w, 4)
+  assert float(jnp.std(sampled)) > 1e-2  # a meaningful comparison, not all ~0
+  dense = jax.jit(functools.partial(model.apply, method=PixelNet.predict_dense),
+                  static_argnames="chunk_size")
+  for chunk in (50, 100, 247, 1000, None):
+    out = dense(variables, x, chunk_size=chunk)
+    assert out.shape == (2, h, w, 4) and out.dtype == jnp.float32
+    np.testing.assert_allclose(out, sampled, atol=1e-4, rtol=1e-4, err_msg=f"chunk={chunk}")
+
+
+def test_dense_prediction_is_the_head_on_linearly_resized_maps():
+  h, w = 12, 17
+  model = models.create_model(_config(head="mlp"), num_outputs=3)
+  x = _images(4, 1, h, w)
+  variables = _trained_variables(model, x, _all_points(1, h, w))
+  maps = model.apply(variables, x, method=PixelNet.feature_maps)
+  resized = [jax.image.resize(maps[t], (1, h, w, maps[t].shape[-1]), "linear")
+             for t in model.taps]
+  head = models.MLPHead(tap_names=model.taps, num_outputs=3, widths=model.mlp_widths)
+  expected = head.apply({"params": variables["params"]["head"]}, resized)
+  dense = model.apply(variables, x, method=PixelNet.predict_dense, chunk_size=64)
+  np.testing.assert_allclose(dense, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_split_first_layer_equals_dense_layer_on_the_concatenated_hypercolumn():
+  rng = np.random.default_rng(0)
+  feats = [jnp.asarray(rng.normal(size=(5, c)), jnp.float32) for c in (3, 7, 2)]
+  layer = models.SplitDense(tap_names=("a", "b", "c"), features=6, init_std=1.0)
+  params = layer.init(jax.random.key(9), feats)["params"]
+  params = {**params, "first_bias": jnp.arange(6.0)}
+  kernel = jnp.concatenate([params["first_a"], params["first_b"], params["first_c"]], axis=0)
+  expected = jnp.concatenate(feats, axis=-1) @ kernel + params["first_bias"]
+  np.testing.assert_allclose(layer.apply({"params": params}, feats), expected, atol=1e-5)
+
+
+def test_gradients_reach_every_trunk_layer_from_sampled_points():
+  model = models.create_model(_config(tap_activation="pre"), num_outputs=2)
+  x = _images(0, 2, 24, 20)
+  pts = _points(1, 2, 30, 19.0)
+  variables = model.init(jax.random.key(2), x, pts)
+
+  def loss(params):
+    out, _ = model.apply({**variables, "params": params}, x, pts, train=True,
+                         rngs={"dropout": jax.random.key(3)}, mutable=["batch_stats"])
+    return jnp.mean(jnp.square(out - 1.0))
+
+  grads = jax.jit(jax.grad(loss))(variables["params"])
+  trunk = grads["trunk"]
+  assert len([k for k in trunk if not k.endswith("_bn")]) == len(model.spec.tap_names)
+  for name, layer in trunk.items():
+    for leaf_name, g in layer.items():
+      norm = float(jnp.linalg.norm(g))
+      if leaf_name == "bias" and not name.endswith("_bn"):
+        # BatchNorm removes the batch mean, so a conv bias before it gets no gradient.
+        assert norm < 1e-6, (name, norm)
+      else:
+        assert norm > 0.0, (name, leaf_name)
+  for leaf in jax.tree_util.tree_leaves(grads["head"]):
+    assert float(jnp.linalg.norm(leaf)) > 0.0
+
+
+def test_dropout_zeroes_the_rate_and_rescales_the_rest():
+  x = jnp.ones((40, 50, 3))
+  out = models.heads.Dropout(0.25).apply({}, x, True, rngs={"dropout": jax.random.key(0)})
+  kept = np.asarray(out) != 0
+  np.testing.assert_allclose(np.asarray(out)[kept], 1 / 0.75, rtol=1e-6)
+  assert abs(kept.mean() - 0.75) < 0.02
+  np.testing.assert_array_equal(models.heads.Dropout(0.25).apply({}, x, False), x)
+
+
+def test_dropout_is_random_in_training_and_off_in_eval():
+  model = models.create_model(_config(dropout=0.5, hypercolumn_dropout=0.3), num_outputs=2)
+  x = _images(0, 1, 16, 16)
+  pts = _all_points(1, 4, 4)
+  variables = model.init(jax.random.key(1), x, pts)
+  run = lambda key: model.apply(variables, x, pts, train=True, rngs={"dropout": key},
+                                mutable=["batch_stats"])[0]
+  assert not np.allclose(run(jax.random.key(5)), run(jax.random.key(6)))
+  np.testing.assert_array_equal(model.apply(variables, x, pts), model.apply(variables, x, pts))
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (dict(taps=("conv1_1", "fc8")), r"'fc8'.*Available taps: conv1_1, conv2_1"),
+    (dict(taps=("pool3",)), r"'pool3'.*Available taps"),
+    (dict(fc=False, taps=("conv1_1", "fc7")), r"'fc7'.*no fc6/fc7.*Available taps: .*conv5_2\."),
+    (dict(trunk="vgg_small", stage_widths=None, convs_per_stage=None, fc=None, fc_width=None,
+          taps=("conv5_3",)), r"'conv5_3'.*4 stages.*Available taps: conv1_1, "),
+    (dict(taps=("conv2_3",)), r"'conv2_3'.*Available taps"),
+    (dict(taps=("conv1_1", "conv1_1")), r"twice"),
+    (dict(head="transformer"), r"model.head.*'transformer'"),
+    (dict(trunk="resnet50"), r"model.trunk 'resnet50'.*vgg16"),
+    (dict(trunk="vgg", stage_widths=None), r"model.stage_widths"),
+    (dict(tap_activation="mid"), r"tap_activation"),
+    (dict(dropout=1.0), r"model.dropout"),
+])
+def test_invalid_configs_raise_clear_errors(overrides, match):
+  with pytest.raises(ValueError, match=match):
+    models.create_model(_config(**overrides), num_outputs=2)
+
+
+def test_unknown_config_field_is_rejected():
+  c = _config()
+  c.tapz = ("conv1_1",)
+  with pytest.raises(ValueError, match="tapz"):
+    models.create_model(c, num_outputs=2)
+
+
+def test_presets_and_width_multiplier():
+  c = models.default_model_config()
+  c.width_multiplier = 0.25
+  spec = models.trunk_spec(c)
+  assert spec.stage_widths == (16, 32, 64, 128, 128) and spec.fc_width == 1024
+  c = models.default_model_config()
+  c.trunk = "vgg_small"
+  model = models.create_model(c, num_outputs=2)
+  assert model.spec == models.VGG_SMALL and "fc7" not in model.taps
+  assert model.taps == tuple(f"conv{s + 1}_{n}" for s, n in enumerate(
+      models.VGG_SMALL.convs_per_stage))
+
+
+def test_batchnorm_statistics_are_averaged_over_pmap_axis():
+  if jax.local_device_count() < 2:
+    pytest.skip("needs 2+ devices; tests/conftest.py sets 8 host CPU devices via XLA_FLAGS")
+  cfg = _config(head="linear", taps=("conv1_1", "conv3_1", "fc7"))
+  single = models.create_model(cfg, num_outputs=3)
+  sharded = models.create_model(cfg, num_outputs=3, bn_axis_name="batch")
+  x = _images(0, 4, 16, 20)
+  pts = _points(1, 4, 9, 15.0)
+  variables = single.init(jax.random.key(2), x, pts)
+  expected, expected_upd = single.apply(variables, x, pts, train=True, mutable=["batch_stats"])
+
+  def step(v, xs, ps):
+    return sharded.apply(v, xs, ps, train=True, mutable=["batch_stats"])
+
+  devices = jax.local_devices()[:2]
+  out, upd = jax.pmap(step, axis_name="batch", in_axes=(None, 0, 0), devices=devices)(
+      variables, x.reshape(2, 2, 16, 20, 3), pts.reshape(2, 2, 9, 2))
+  np.testing.assert_allclose(out.reshape(4, 9, 3), expected, atol=1e-4, rtol=1e-4)
+  jax.tree_util.tree_map(
+      lambda a, b: np.testing.assert_allclose(a[0], b, atol=1e-5, rtol=1e-4),
+      upd, expected_upd)
+  jax.tree_util.tree_map(lambda a: np.testing.assert_array_equal(a[0], a[1]), upd)
