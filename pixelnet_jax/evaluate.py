@@ -12,14 +12,16 @@ import json
 import os
 from typing import Any, Dict, Iterator, Optional
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
+from pixelnet_jax import utils
 from pixelnet_jax.data import pipeline
 from pixelnet_jax.models import PixelNet
+
+logging = utils.get_logger()
 
 # A fixed palette for class maps (class i -> colour i mod len); ignore -> black.
 _PALETTE = np.array([
@@ -96,6 +98,8 @@ class Evaluator:
     self.config, self.task, self.source = config, task, source
     self.workdir, self.writer = workdir, writer
     self.predict = dense_predictor(model, config.eval.get("chunk_size"))
+    num_points = int(config.points_per_image)
+    self._sample = jax.jit(lambda key, labels: task.sample(key, labels, num_points))
     self.picture_dir = os.path.join(workdir, "pictures")
 
   def run(self, state, step: int) -> Dict[str, float]:
@@ -129,8 +133,7 @@ class Evaluator:
     valid = batch["valid"][i] if "valid" in batch else None
     truth = labels[self.task.label_keys[0]][i]
     one = {k: jnp.asarray(v[i]) for k, v in labels.items()}
-    sample = self.task.sample(jax.random.key(step * 1000 + index), one,
-                              int(self.config.points_per_image))
+    sample = self._sample(jax.random.key(step * 1000 + index), one)
     picture = panel(image, to_rgb(truth, valid), to_rgb(prediction[i], valid),
                     draw_points(image, np.asarray(sample.coords), np.asarray(sample.mask)))
     path = os.path.join(self.picture_dir, f"step{step:07d}_{index}.png")

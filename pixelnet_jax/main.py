@@ -32,10 +32,9 @@ def _define_common():
 
 
 def _setup():
-  logging.set_verbosity(logging.INFO)
-  # Progress lines go to stderr even when absl would log to files only.
-  logging.use_absl_handler()
-  logging.get_absl_handler().python_handler.stream = sys.stderr
+  # Progress comes from the project's own logger (utils.get_logger); absl's INFO
+  # stream is mostly checkpointing chatter.
+  logging.set_verbosity(logging.WARNING)
   if jax.process_count() > 1:
     logging.info("Process %d of %d.", jax.process_index(), jax.process_count())
 

@@ -20,7 +20,6 @@ import signal
 import time
 from typing import Any, Callable, Dict, Optional
 
-from absl import logging
 import flax
 from flax.training import train_state
 import jax
@@ -36,6 +35,7 @@ from pixelnet_jax import models, tasks, utils
 from pixelnet_jax.data import pipeline, registry
 
 AXIS = "batch"
+logging = utils.get_logger()
 
 
 class TrainState(train_state.TrainState):
@@ -206,7 +206,7 @@ def train_step(state: TrainState, batch: Dict[str, jax.Array], *, model, task,
   new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   metrics = {
       "loss": loss,
-      "grad_norm": optax.global_norm(grads),
+      "grad_norm": jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads))),
       "sampled_fraction": lax.psum(local_count, axis_name) / (
           lax.psum(local_batch, axis_name) * num_points),
   }
@@ -400,6 +400,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
     logging.info("Resumed from %s at step %d.", workdir, int(state.step))
   start_step = int(state.step)
   num_steps = int(config.num_train_steps)
+  last_step = num_steps if config.get("stop_at_step") is None else min(
+      num_steps, int(config.stop_at_step))
 
   step_fn = ParallelStep(config, model_fn, task, devices)
   state = step_fn.put_state(state)
@@ -421,7 +423,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   step = start_step
   try:
     with _Preemption() as preemption:
-      while step < num_steps:
+      while step < last_step:
         batch = next(batches)
         new_state, metrics = step_fn(state, batch)
         loss = float(metrics["loss"])
@@ -446,7 +448,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
                        step, num_steps, loss, rate, rate * pixels_per_step, eta,
                        utils.format_duration(now - run_start))
           tick_time, tick_step = now, step
-        if step % int(config.checkpoint_every) == 0 or step == num_steps:
+        if step % int(config.checkpoint_every) == 0 or step == last_step:
           checkpoints.save(step, state)
         if step % int(config.eval_every) == 0 or step == num_steps:
           summary["eval"] = evaluator.run(host_state(state), step)

@@ -43,3 +43,21 @@ def format_duration(seconds: float) -> str:
   if minutes:
     return f"{minutes}m{secs:02d}s"
   return f"{secs}s"
+
+
+def get_logger():
+  """The project's progress logger: INFO lines to stderr, apart from absl's.
+
+  Libraries underneath (orbax) log a lot through absl at INFO; the launcher
+  turns absl down to WARNING and keeps these lines.
+  """
+  import logging  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  logger = logging.getLogger("pixelnet_jax")
+  if not logger.handlers:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+  return logger

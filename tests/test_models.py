@@ -37,11 +37,54 @@ def _all_points(b, h, w):
   return jnp.asarray(np.broadcast_to(pts, (b, h * w, 2)))
 
 
-def _trained_variables(model, images, points, key=0):
-  """Init, then one train-mode pass so batch_stats are not the identity."""
-  variables = model.init(jax.random.key(key), images, points)
-  _, updates = model.apply(variables, images, points, train=True,
-                           rngs={"dropout": jax.random.key(key + 1)}, mutable=["batch_stats"])
+K = 4
+B, H, W = 2, 13, 19  # 247 pixels, a prime factorisation 13 * 19 so chunks rarely divide it
+# Most tests share these shapes so that compiled programs are reused across tests.
+
+
+def _numpy_init(module, *init_args, seed=0):
+  """Variables with the init's structure, drawn by NumPy (test_normal_init checks the real
+  init): kernels normal, biases small, BN scale/var 1 and mean 0. Avoids compiling Threefry."""
+  init_args = init_args or (jnp.zeros((1, 8, 8, 3)), jnp.zeros((1, 1, 2)))
+  shapes = jax.eval_shape(module.init, jax.random.key(0), *init_args)
+  rng = np.random.default_rng(seed)
+
+  def fill(path, leaf):
+    name = jax.tree_util.keystr(path[-1:])
+    if "scale" in name or "var" in name:
+      return jnp.ones(leaf.shape, leaf.dtype)
+    if "mean" in name:
+      return jnp.zeros(leaf.shape, leaf.dtype)
+    fan_in = int(np.prod(leaf.shape[:-1])) if len(leaf.shape) > 1 else 100
+    return jnp.asarray(rng.normal(size=leaf.shape) / np.sqrt(fan_in), leaf.dtype)
+
+  return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
+@functools.lru_cache(maxsize=None)
+def _tiny_variables(head):
+  """Variables of the TINY model with K outputs; they fit every image size."""
+  return _numpy_init(models.create_model(_config(head=head), num_outputs=K))
+
+
+@functools.partial(jax.jit, static_argnames=("model", "train"))
+def _apply(model, variables, images, points, train=False, key=None):
+  """Sampled prediction; in training also returns the batch_stats updates."""
+  if train:
+    return model.apply(variables, images, points, train=True, rngs={"dropout": key},
+                       mutable=["batch_stats"])
+  return model.apply(variables, images, points)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "chunk_size"))
+def _dense(model, variables, images, chunk_size=None):
+  return model.apply(variables, images, method=PixelNet.predict_dense, chunk_size=chunk_size)
+
+
+def _trained_variables(model, images, points):
+  """TINY variables after one train-mode pass, so batch_stats are not the identity."""
+  variables = _tiny_variables(model.head_type)
+  _, updates = _apply(model, variables, images, points, train=True, key=jax.random.key(1))
   return {**variables, **updates}
 
 
@@ -60,7 +103,7 @@ def test_trunk_maps_use_ceil_sizes_and_tap_channels():
   trunk = models.VGG(spec=spec, taps=taps)
   h, w = 45, 70
   x = _images(0, 2, h, w)
-  variables = trunk.init(jax.random.key(1), x)
+  variables = _numpy_init(trunk, x)
   maps = trunk.apply(variables, x)
   assert set(maps) == set(taps)
   for tap in taps:
@@ -78,7 +121,8 @@ def test_pre_relu_taps_are_post_relu_taps_before_the_relu():
   x = _images(0, 2, 20, 24)
   pre = models.VGG(spec=spec, taps=taps, tap_activation="pre")
   post = models.VGG(spec=spec, taps=taps, tap_activation="post")
-  variables = pre.init(jax.random.key(1), x)
+  tiny = _tiny_variables("mlp")
+  variables = {k: tiny[k]["trunk"] for k in ("params", "batch_stats")}
   maps_pre, maps_post = pre.apply(variables, x), post.apply(variables, x)
   for tap in taps:
     assert float(jnp.min(maps_pre[tap])) < 0.0, tap
@@ -103,12 +147,11 @@ def test_sampled_outputs_have_shape_b_n_k(head, fc, activation):
               hypercolumn_dropout=0.2), num_outputs=3)
   x = _images(0, 2, 21, 26)
   pts = _points(1, 2, 7, 20.0)
-  variables = model.init(jax.random.key(2), x, pts)
-  out, updates = model.apply(variables, x, pts, train=True,
-                             rngs={"dropout": jax.random.key(3)}, mutable=["batch_stats"])
+  variables = _numpy_init(model)
+  out, updates = _apply(model, variables, x, pts, train=True, key=jax.random.key(3))
   assert out.shape == (2, 7, 3) and out.dtype == jnp.float32
   assert set(updates) == {"batch_stats"}
-  assert model.apply(variables, x, pts).shape == (2, 7, 3)
+  assert _apply(model, variables, x, pts).shape == (2, 7, 3)
   head_params = variables["params"]["head"]["first"]
   assert sorted(head_params) == sorted(["first_bias"] + [f"first_{t}" for t in taps])
 
@@ -151,34 +194,32 @@ def test_vgg16_parameter_count_matches_analytic_count():
   assert set(shapes) == {"params", "batch_stats"}
 
 
-@pytest.mark.parametrize("head", ["mlp", "linear"])
-def test_dense_prediction_equals_sampled_prediction_at_every_pixel(head):
-  h, w = 13, 19  # 247 pixels: chunks of 50 and 100 leave a padded last chunk
-  model = models.create_model(_config(head=head), num_outputs=4)
-  x = _images(0, 2, h, w)
-  pts = _all_points(2, h, w)
+@pytest.mark.parametrize("head,chunks", [
+    ("mlp", (19, 50, None)),  # divides 247; pads the last chunk; the default exceeds 247
+    ("linear", (50,))])
+def test_dense_prediction_equals_sampled_prediction_at_every_pixel(head, chunks):
+  model = models.create_model(_config(head=head), num_outputs=K)
+  x = _images(0, B, H, W)
+  pts = _all_points(B, H, W)
   variables = _trained_variables(model, x, pts)
-  sampled = model.apply(variables, x, pts).reshape(2, h, w, 4)
+  sampled = _apply(model, variables, x, pts).reshape(B, H, W, K)
   assert float(jnp.std(sampled)) > 1e-2  # a meaningful comparison, not all ~0
-  dense = jax.jit(functools.partial(model.apply, method=PixelNet.predict_dense),
-                  static_argnames="chunk_size")
-  for chunk in (50, 100, 247, 1000, None):
-    out = dense(variables, x, chunk_size=chunk)
-    assert out.shape == (2, h, w, 4) and out.dtype == jnp.float32
+  for chunk in chunks:
+    out = _dense(model, variables, x, chunk_size=chunk)
+    assert out.shape == (B, H, W, K) and out.dtype == jnp.float32
     np.testing.assert_allclose(out, sampled, atol=1e-4, rtol=1e-4, err_msg=f"chunk={chunk}")
 
 
 def test_dense_prediction_is_the_head_on_linearly_resized_maps():
-  h, w = 12, 17
-  model = models.create_model(_config(head="mlp"), num_outputs=3)
-  x = _images(4, 1, h, w)
-  variables = _trained_variables(model, x, _all_points(1, h, w))
+  model = models.create_model(_config(head="mlp"), num_outputs=K)
+  x = _images(4, B, H, W)
+  variables = _trained_variables(model, x, _all_points(B, H, W))
   maps = model.apply(variables, x, method=PixelNet.feature_maps)
-  resized = [jax.image.resize(maps[t], (1, h, w, maps[t].shape[-1]), "linear")
+  resized = [jax.image.resize(maps[t], (B, H, W, maps[t].shape[-1]), "linear")
              for t in model.taps]
-  head = models.MLPHead(tap_names=model.taps, num_outputs=3, widths=model.mlp_widths)
+  head = models.MLPHead(tap_names=model.taps, num_outputs=K, widths=model.mlp_widths)
   expected = head.apply({"params": variables["params"]["head"]}, resized)
-  dense = model.apply(variables, x, method=PixelNet.predict_dense, chunk_size=64)
+  dense = _dense(model, variables, x, chunk_size=50)
   np.testing.assert_allclose(dense, expected, atol=1e-4, rtol=1e-4)
 
 
@@ -194,10 +235,10 @@ def test_split_first_layer_equals_dense_layer_on_the_concatenated_hypercolumn():
 
 
 def test_gradients_reach_every_trunk_layer_from_sampled_points():
-  model = models.create_model(_config(tap_activation="pre"), num_outputs=2)
-  x = _images(0, 2, 24, 20)
-  pts = _points(1, 2, 30, 19.0)
-  variables = model.init(jax.random.key(2), x, pts)
+  model = models.create_model(_config(tap_activation="pre"), num_outputs=K)
+  x = _images(0, B, H, W)
+  pts = _points(1, B, H * W, H - 1.0)
+  variables = _tiny_variables("mlp")
 
   def loss(params):
     out, _ = model.apply({**variables, "params": params}, x, pts, train=True,
@@ -212,7 +253,7 @@ def test_gradients_reach_every_trunk_layer_from_sampled_points():
       norm = float(jnp.linalg.norm(g))
       if leaf_name == "bias" and not name.endswith("_bn"):
         # BatchNorm removes the batch mean, so a conv bias before it gets no gradient.
-        assert norm < 1e-6, (name, norm)
+        assert norm < 1e-3 * float(jnp.linalg.norm(layer["kernel"])), (name, norm)
       else:
         assert norm > 0.0, (name, leaf_name)
   for leaf in jax.tree_util.tree_leaves(grads["head"]):
@@ -229,14 +270,17 @@ def test_dropout_zeroes_the_rate_and_rescales_the_rest():
 
 
 def test_dropout_is_random_in_training_and_off_in_eval():
-  model = models.create_model(_config(dropout=0.5, hypercolumn_dropout=0.3), num_outputs=2)
-  x = _images(0, 1, 16, 16)
-  pts = _all_points(1, 4, 4)
-  variables = model.init(jax.random.key(1), x, pts)
-  run = lambda key: model.apply(variables, x, pts, train=True, rngs={"dropout": key},
-                                mutable=["batch_stats"])[0]
+  model = models.create_model(_config(dropout=0.3, hypercolumn_dropout=0.3), num_outputs=K)
+  x = _images(0, B, H, W)
+  pts = _all_points(B, H, W)
+  variables = _tiny_variables("mlp")
+  run = lambda key: _apply(model, variables, x, pts, train=True, key=key)[0]
   assert not np.allclose(run(jax.random.key(5)), run(jax.random.key(6)))
-  np.testing.assert_array_equal(model.apply(variables, x, pts), model.apply(variables, x, pts))
+  # In eval the output does not depend on the dropout rates.
+  other = models.create_model(_config(head="mlp"), num_outputs=K)
+  assert (other.dropout, other.hypercolumn_dropout) != (model.dropout, model.hypercolumn_dropout)
+  np.testing.assert_allclose(_apply(model, variables, x, pts),
+                             _apply(other, variables, x, pts), atol=1e-6)
 
 
 @pytest.mark.parametrize("overrides,match", [
@@ -281,21 +325,21 @@ def test_presets_and_width_multiplier():
 def test_batchnorm_statistics_are_averaged_over_pmap_axis():
   if jax.local_device_count() < 2:
     pytest.skip("needs 2+ devices; tests/conftest.py sets 8 host CPU devices via XLA_FLAGS")
-  cfg = _config(head="linear", taps=("conv1_1", "conv3_1", "fc7"))
-  single = models.create_model(cfg, num_outputs=3)
-  sharded = models.create_model(cfg, num_outputs=3, bn_axis_name="batch")
-  x = _images(0, 4, 16, 20)
-  pts = _points(1, 4, 9, 15.0)
-  variables = single.init(jax.random.key(2), x, pts)
-  expected, expected_upd = single.apply(variables, x, pts, train=True, mutable=["batch_stats"])
+  cfg = _config(head="linear")
+  single = models.create_model(cfg, num_outputs=K)
+  sharded = models.create_model(cfg, num_outputs=K, bn_axis_name="batch")
+  x = _images(0, B, H, W)
+  pts = _points(1, B, H * W, H - 1.0)
+  variables = _tiny_variables("linear")
+  expected, expected_upd = _apply(single, variables, x, pts, train=True, key=jax.random.key(0))
 
   def step(v, xs, ps):
     return sharded.apply(v, xs, ps, train=True, mutable=["batch_stats"])
 
-  devices = jax.local_devices()[:2]
+  devices = jax.local_devices()[:B]  # one image per device
   out, upd = jax.pmap(step, axis_name="batch", in_axes=(None, 0, 0), devices=devices)(
-      variables, x.reshape(2, 2, 16, 20, 3), pts.reshape(2, 2, 9, 2))
-  np.testing.assert_allclose(out.reshape(4, 9, 3), expected, atol=1e-4, rtol=1e-4)
+      variables, x[:, None], pts[:, None])
+  np.testing.assert_allclose(out[:, 0], expected, atol=1e-4, rtol=1e-4)
   jax.tree_util.tree_map(
       lambda a, b: np.testing.assert_allclose(a[0], b, atol=1e-5, rtol=1e-4),
       upd, expected_upd)

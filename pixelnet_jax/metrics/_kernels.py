@@ -1,5 +1,8 @@
 """Numba kernels of the boundary benchmark: pixel matching and thinning.
 
+`official_match_points` rebuilds match.cc's random sparse graph with the same
+generator (glibc erand48, as BSDS `Random.hh`) and draws (`kofn.cc`).
+
 The BSDS matching is a sparse assignment on integer costs where almost every
 row's cheapest column is free; a greedy start plus Dijkstra searches that stop
 at the first free column solve it far faster than a general solver. Thinning
@@ -271,6 +274,222 @@ def match_points(ys1, xs1, grid2, near2, n2_all, r, dv, du, cost, ow):
       else:
         matched2[pix2[row]] = True
         matched1[pix1[col]] = True
+  return matched1, matched2
+
+
+# erand48: 48-bit LCG x <- (a x + c) mod 2^48, returning x / 2^48 (glibc).
+_RAND48_A = np.uint64(0x5DEECE66D)
+_RAND48_C = np.uint64(0xB)
+_RAND48_MASK = np.uint64((1 << 48) - 1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _rand48(state):
+  """Next erand48 draw in [0, 1); `state` is uint64 [1], updated in place."""
+  state[0] = (state[0] * _RAND48_A + _RAND48_C) & _RAND48_MASK
+  return state[0] / 281474976710656.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _rand_int(state, a, b):
+  """Random::i32(a, b): floor(u * (b - a + 1) + a)."""
+  return np.int64(np.floor(_rand48(state) * (b - a + 1.0) + a))
+
+
+@numba.njit(cache=True, nogil=True)
+def _k_of_n_small(state, k, n, out):
+  """kofn.cc `_kOfN_smallK`: split k between the halves of [0, n), recurse.
+
+  The recursion runs on an explicit stack (depth-first, left half first, as
+  the C++), with the left half's size carried as an offset.
+  """
+  # Frames (k, n, out position, value offset); <= 2 per level of halving.
+  stack = np.empty((130, 4), np.int64)
+  stack[0, 0] = k
+  stack[0, 1] = n
+  stack[0, 2] = 0
+  stack[0, 3] = 0
+  top = 1
+  while top > 0:
+    top -= 1
+    k, n, pos, base = stack[top, 0], stack[top, 1], stack[top, 2], stack[top, 3]
+    if k == 1:
+      out[pos] = base + _rand_int(state, 0, n - 1)
+      continue
+    left_n = n // 2
+    left_k = 0
+    for i in range(k):
+      if _rand_int(state, 0, n - i - 1) < left_n - left_k:
+        left_k += 1
+    right_k = k - left_k
+    if right_k > 0:
+      stack[top, 0] = right_k
+      stack[top, 1] = n - left_n
+      stack[top, 2] = pos + left_k
+      stack[top, 3] = base + left_n
+      top += 1
+    if left_k > 0:
+      stack[top, 0] = left_k
+      stack[top, 1] = left_n
+      stack[top, 2] = pos
+      stack[top, 3] = base
+      top += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def k_of_n(state, k, n, out):
+  """kofn.cc `kOfN`: k sorted distinct draws from [0, n) into out[:k]."""
+  if k == 0:
+    return
+  if k * np.log(k) / np.log(2.0) < n / 2:
+    _k_of_n_small(state, k, n, out)
+    return
+  j = 0
+  for i in range(n):
+    if _rand48(state) < (k - j) / (n - i):
+      out[j] = i
+      j += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def official_match_points(ys1, xs1, grid2, near2, n2_all, r, dv, du, cost, ow,
+                          degree, state):
+  """The official match.cc graph (random sparse outliers), solved exactly.
+
+  Nodes are the matchable pixels in the caller's order (column-major, as
+  match.cc numbers them). Rows: map-1 nodes, then map-2 outliers; columns:
+  map-2 nodes, then map-1 outliers. Edges, in match.cc's order and with its
+  random draws: real pairs, `degree` random outlier columns per map-1 node and
+  outlier rows per map-2 node (never their own), `degree` random
+  outlier-outlier edges per node of the larger side, and the diagonal
+  overlay at `ow * 100` that guarantees a perfect assignment.
+
+  Args:
+    ys1, xs1: int64 [n1] map-1 pixels, column-major order.
+    grid2, near2, n2_all, r: as `match_points` (grid2 ids column-major).
+    dv, du, cost: int64 [K] window offsets in match.cc's edge order (column
+      offset outer, row offset inner) and their integer costs.
+    ow: integer outlier cost; degree: outlier degree (6).
+    state: uint64 [1] erand48 state, advanced in place.
+  Returns:
+    (matched1 bool [n1], matched2 bool [n2_all]).
+  """
+  n1_all = ys1.shape[0]
+  num_offsets = dv.shape[0]
+  matched1 = np.zeros(n1_all, np.bool_)
+  matched2 = np.zeros(n2_all, np.bool_)
+  deg1 = np.zeros(n1_all, np.int64)
+  deg2 = np.zeros(n2_all, np.int64)
+  for a in range(n1_all):
+    if not near2[ys1[a], xs1[a]]:
+      continue
+    for k in range(num_offsets):
+      b = grid2[ys1[a] + r + dv[k], xs1[a] + r + du[k]]
+      if b >= 0:
+        deg1[a] += 1
+        deg2[b] += 1
+  node1 = np.full(n1_all, -1, np.int64)
+  node2 = np.full(n2_all, -1, np.int64)
+  n1 = 0
+  num_real = 0
+  for a in range(n1_all):
+    if deg1[a] > 0:
+      node1[a] = n1
+      n1 += 1
+      num_real += deg1[a]
+  n2 = 0
+  for b in range(n2_all):
+    if deg2[b] > 0:
+      node2[b] = n2
+      n2 += 1
+  n = n1 + n2
+  if n == 0:
+    return matched1, matched2
+  nmin = min(n1, n2)
+  nmax = max(n1, n2)
+  d1 = max(0, min(degree, n1 - 1))
+  d2 = max(0, min(degree, n2 - 1))
+  d3 = min(degree, nmin)
+  m = num_real + d1 * n1 + d2 * n2 + d3 * nmax + n
+  rows = np.empty(m, np.int64)
+  cols = np.empty(m, np.int64)
+  costs = np.empty(m, np.int64)
+  pix1 = np.empty(n1, np.int64)
+  pix2 = np.empty(n2, np.int64)
+  c = 0
+  for a in range(n1_all):
+    i = node1[a]
+    if i < 0:
+      continue
+    pix1[i] = a
+    for k in range(num_offsets):
+      b = grid2[ys1[a] + r + dv[k], xs1[a] + r + du[k]]
+      if b >= 0:
+        rows[c] = i
+        cols[c] = node2[b]
+        costs[c] = cost[k]
+        c += 1
+  for b in range(n2_all):
+    if node2[b] >= 0:
+      pix2[node2[b]] = b
+  draws = np.zeros(max(1, degree), np.int64)
+  for i in range(n1):
+    k_of_n(state, d1, n1 - 1, draws)
+    for a in range(d1):
+      j = draws[a] + (1 if draws[a] >= i else 0)
+      rows[c] = i
+      cols[c] = n2 + j
+      costs[c] = ow
+      c += 1
+  for j in range(n2):
+    k_of_n(state, d2, n2 - 1, draws)
+    for a in range(d2):
+      i = draws[a] + (1 if draws[a] >= j else 0)
+      rows[c] = n1 + i
+      cols[c] = j
+      costs[c] = ow
+      c += 1
+  for i in range(nmax):
+    k_of_n(state, d3, nmin, draws)
+    for a in range(d3):
+      if n1 < n2:
+        rows[c] = n1 + i
+        cols[c] = n2 + draws[a]
+      else:
+        rows[c] = n1 + draws[a]
+        cols[c] = n2 + i
+      costs[c] = ow
+      c += 1
+  for i in range(n1):
+    rows[c] = i
+    cols[c] = n2 + i
+    costs[c] = ow * 100
+    c += 1
+  for j in range(n2):
+    rows[c] = n1 + j
+    cols[c] = j
+    costs[c] = ow * 100
+    c += 1
+  # CSR by row, keeping the edge order within a row.
+  indptr = np.zeros(n + 1, np.int64)
+  for e in range(m):
+    indptr[rows[e] + 1] += 1
+  for i in range(n):
+    indptr[i + 1] += indptr[i]
+  fill = indptr[:-1].copy()
+  indices = np.empty(m, np.int64)
+  csr_costs = np.empty(m, np.int64)
+  for e in range(m):
+    k = fill[rows[e]]
+    indices[k] = cols[e]
+    csr_costs[k] = costs[e]
+    fill[rows[e]] += 1
+  col4row = min_cost_assignment(indptr, indices, csr_costs, n)
+  for i in range(n1):
+    j = col4row[i]
+    if j < n2:
+      matched1[pix1[i]] = True
+      matched2[pix2[j]] = True
   return matched1, matched2
 
 

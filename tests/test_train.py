@@ -1,0 +1,245 @@
+"""The training system: learning, exact resume, preemption, devices, config errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+import tiny_config
+from pixelnet_jax import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = os.path.join(REPO, "tests", "tiny_config.py")
+
+
+def _params(summary):
+  return jax.tree.leaves(summary["state"].params)
+
+
+def _assert_trees_equal(a, b):
+  assert len(a) == len(b)
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def _jsonl(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+# ----------------------------------------------------------------------------
+# Learning.
+
+
+@pytest.mark.parametrize("task,steps", [("segmentation", 150), ("normals", 150),
+                                        ("edges", 150)])
+def test_short_run_learns(tmp_path, task, steps):
+  c = tiny_config.get_config(task)
+  c.model.stage_widths = (16, 32, 64)
+  c.model.mlp_widths = (64, 64)
+  c.dataset.num_examples = {"train": 100000, "val": 8}
+  c.num_train_steps = steps
+  c.log_every = 10
+  c.checkpoint_every = 1000
+  c.optimizer.warmup_steps = 10
+  summary = train.train_and_evaluate(c, str(tmp_path))
+  train_rows = [r for r in _jsonl(tmp_path) if r["split"] == "train"]
+  first = np.mean([r["loss"] for r in train_rows[:2]])
+  last = np.mean([r["loss"] for r in train_rows[-3:]])
+  assert last < 0.8 * first, (first, last)
+  metrics = summary["eval"]
+  if task == "segmentation":
+    # Chance is ~0.1 mean IoU over 10 classes; the majority class scores < 0.05.
+    assert metrics["miou"] > 0.2, metrics
+  elif task == "normals":
+    # A constant prediction (the best single direction) is off by > 40 degrees here.
+    assert metrics["median"] < 35.0, metrics
+  else:
+    # Predicting every pixel as an edge gives F = 2p / (1 + p) with p ~ 0.1 edge pixels.
+    assert metrics["f_pixel"] > 0.35, metrics
+  assert os.listdir(os.path.join(tmp_path, "pictures"))
+  assert os.listdir(os.path.join(tmp_path, "tensorboard"))
+
+
+# ----------------------------------------------------------------------------
+# Exact resume and preemption.
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  """Six steps in one go (the reference for the resume tests)."""
+  c = tiny_config.get_config("segmentation")
+  return train.train_and_evaluate(c, str(tmp_path_factory.mktemp("straight")))
+
+
+def test_resume_is_bit_exact(tmp_path, uninterrupted):
+  c = tiny_config.get_config("segmentation")
+  c.stop_at_step = 3
+  first = train.train_and_evaluate(c, str(tmp_path))
+  assert first["step"] == 3
+  c.stop_at_step = None
+  second = train.train_and_evaluate(c, str(tmp_path))
+  assert second["start_step"] == 3 and second["step"] == 6
+  _assert_trees_equal(_params(second), _params(uninterrupted))
+  _assert_trees_equal(jax.tree.leaves(second["state"].batch_stats),
+                      jax.tree.leaves(uninterrupted["state"].batch_stats))
+  assert second["loss"] == uninterrupted["loss"]
+
+
+def test_rerun_of_finished_workdir_does_nothing(tmp_path):
+  c = tiny_config.get_config("segmentation")
+  c.num_train_steps = 2
+  train.train_and_evaluate(c, str(tmp_path))
+  again = train.train_and_evaluate(c, str(tmp_path))
+  assert again["start_step"] == 2 and again["step"] == 2
+
+
+def _launch(workdir, *overrides):
+  cmd = [sys.executable, "-m", "pixelnet_jax.main", f"--config={TINY}",
+         f"--workdir={workdir}", *overrides]
+  return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+
+
+def test_sigterm_saves_and_resume_continues_exactly(tmp_path):
+  workdir = str(tmp_path / "run")
+  proc = _launch(workdir, "--config.num_train_steps=100000", "--config.log_every=1",
+                 "--config.checkpoint_every=100000")
+  deadline = time.time() + 240
+  metrics = os.path.join(workdir, "metrics.jsonl")
+  while time.time() < deadline and proc.poll() is None:
+    if os.path.exists(metrics) and len(_jsonl(workdir)) >= 3:
+      break
+    time.sleep(0.5)
+  assert proc.poll() is None, proc.communicate()
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=120)
+  assert proc.returncode == 0, err
+  summary = json.loads(out.strip().splitlines()[-1])
+  stopped = summary["step"]
+  assert summary["preempted"] and stopped >= 3
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))[-1] == str(stopped)
+
+  resumed = _launch(workdir, "--config.num_train_steps=100000",
+                    f"--config.stop_at_step={stopped + 2}")
+  out, err = resumed.communicate(timeout=300)
+  assert resumed.returncode == 0, err
+  assert json.loads(out.strip().splitlines()[-1])["start_step"] == stopped
+
+  c = tiny_config.get_config("segmentation")
+  c.num_train_steps = 100000
+  c.stop_at_step = stopped + 2
+  straight = train.train_and_evaluate(c, str(tmp_path / "straight"))
+  abstract = train.host_state(straight["state"])
+  restored = train.Checkpoints(workdir, 3, "miou", "max").restore(abstract)
+  assert int(restored.step) == stopped + 2
+  _assert_trees_equal(jax.tree.leaves(restored.params), _params(straight))
+
+
+def test_nan_loss_stops_with_last_good_checkpoint_intact(tmp_path):
+  c = tiny_config.get_config("segmentation")
+  c.optimizer.name = "sgd"
+  c.optimizer.schedule = "constant"
+  c.optimizer.learning_rate = 1e30
+  c.checkpoint_every = 1
+  c.num_train_steps = 50
+  with pytest.raises(FloatingPointError, match="last good checkpoint"):
+    train.train_and_evaluate(c, str(tmp_path))
+  checkpoints = train.Checkpoints(str(tmp_path), 3, "miou", "max")
+  step = checkpoints.latest_step()
+  assert step is not None and step >= 1
+  c.optimizer.learning_rate = 1e-3
+  template = train.create_train_state(
+      c, train._model_fn(c, train.tasks.get_task("segmentation", c.task))(None),
+      jax.random.key(0), (64, 64))
+  restored = checkpoints.restore(train.host_state(template))
+  assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(restored.params))
+
+
+# ----------------------------------------------------------------------------
+# Devices: pmap over 8, mesh over 8 and one device agree.
+
+
+def test_pmap_mesh_and_single_device_agree(tmp_path):
+  assert jax.device_count() == 8
+  results = {}
+  for name, parallel, devices in [("one", "pmap", 1), ("pmap", "pmap", 8),
+                                  ("mesh", "mesh", 8)]:
+    c = tiny_config.get_config("segmentation")
+    c.model.dropout = 0.0  # Dropout masks depend on the layout; everything else must not.
+    c.num_train_steps = 4
+    c.checkpoint_every = 1000
+    c.parallel = parallel
+    c.num_devices = devices
+    results[name] = train.train_and_evaluate(c, str(tmp_path / name))
+  # pmap and mesh run the same per-shard function: the same numbers.
+  for a, b in zip(_params(results["pmap"]), _params(results["mesh"])):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+  # One device vs eight: the same pixels and global statistics; only summation order differs.
+  for a, b in zip(_params(results["one"]), _params(results["pmap"])):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-3, atol=2e-5)
+  np.testing.assert_allclose(results["one"]["loss"], results["mesh"]["loss"], rtol=1e-3)
+  np.testing.assert_allclose(results["one"]["eval"]["miou"], results["pmap"]["eval"]["miou"],
+                             atol=0.02)
+
+
+# ----------------------------------------------------------------------------
+# Config errors: one clear message naming the key, before anything compiles.
+
+
+@pytest.mark.parametrize("override,key", [
+    (lambda c: setattr(c.task, "name", "depth"), "config.task.name"),
+    (lambda c: setattr(c.dataset, "name", "imagenet"), "config.dataset.name"),
+    (lambda c: setattr(c.model, "taps", ("conv1_1", "fc7")), "fc7"),
+    (lambda c: setattr(c.model, "taps", ("conv5_3",)), "conv5_3"),
+    (lambda c: setattr(c, "points_per_image", 64 * 64 + 1), "config.points_per_image"),
+    (lambda c: setattr(c, "batch_size", 7), "config.batch_size"),
+    (lambda c: setattr(c, "parallel", "threads"), "config.parallel"),
+])
+def test_config_errors_name_the_key(tmp_path, override, key):
+  c = tiny_config.get_config("segmentation")
+  c.num_devices = 8
+  override(c)
+  with pytest.raises(train.ConfigError, match=key.replace(".", r"\.")):
+    train.validate_config(c, 8)
+  with pytest.raises(train.ConfigError):
+    train.train_and_evaluate(c, str(tmp_path / "w"))
+  assert not os.path.exists(tmp_path / "w" / "checkpoints")
+
+
+# ----------------------------------------------------------------------------
+# The launcher end to end.
+
+
+def test_launcher_trains_and_evaluates(tmp_path):
+  workdir = str(tmp_path / "run")
+  proc = _launch(workdir, "--config.num_train_steps=4", "--config.eval_every=4")
+  out, err = proc.communicate(timeout=300)
+  assert proc.returncode == 0, err
+  assert "step 4/4" in err and "eval at step 4" in err
+  for name in ["config.json", "metrics.jsonl", "checkpoints", "best", "tensorboard", "pictures"]:
+    assert os.path.exists(os.path.join(workdir, name)), name
+  assert any(f.startswith("events.out.tfevents") for f in
+             os.listdir(os.path.join(workdir, "tensorboard")))
+  assert json.load(open(os.path.join(workdir, "config.json")))["num_train_steps"] == 4
+
+  ev = subprocess.run([sys.executable, "-c", "from pixelnet_jax.main import run_eval; run_eval()",
+                       f"--config={TINY}", f"--workdir={workdir}", "--step=4"],
+                      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert ev.returncode == 0, ev.stderr
+  result = json.loads(ev.stdout.strip().splitlines()[-1])
+  assert result["step"] == 4 and 0.0 <= result["miou"] <= 1.0
+
+  typo = _launch(workdir, "--config.num_trian_steps=4")
+  _, err = typo.communicate(timeout=120)
+  assert typo.returncode != 0 and "num_trian_steps" in err
+
+  bad = _launch(str(tmp_path / "bad"), "--config.batch_size=3", "--config.num_devices=2")
+  _, err = bad.communicate(timeout=120)
+  assert bad.returncode == 2 and "config.batch_size" in err
