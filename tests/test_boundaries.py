@@ -419,7 +419,7 @@ def test_official_counts_lie_within_the_emulated_matchers_spread(
   image = sorted(gts)[0]
   ref = _read_table(os.path.join(bench, 'test_2', 'eval_bdry_img.txt'))[0]
   optimum = boundaries.evaluate_image(preds[image], gts[image], [1 / 6])[0]
-  official = (round(ref[2] * optimum[1]), round(ref[4 - 1] * optimum[3]))
+  official = (round(ref[2] * optimum[1]), round(ref[3] * optimum[3]))
   assert official == (9248, 2492) and optimum[0] > official[0]
   draws = np.array([boundaries.evaluate_image(
       preds[image], gts[image], [1 / 6], matcher='official', seed=s)[0]

@@ -13,7 +13,7 @@ from pixelnet_jax.models import PixelNet
 
 # A tiny member of the family with every kind of layer: 5 stages and fc6/fc7.
 TINY = dict(trunk="vgg", stage_widths=(4, 6, 8, 8, 8), convs_per_stage=(1, 2, 1, 1, 2), fc=True,
-            fc_width=12, mlp_widths=(16, 8), head_init_std=0.1, trunk_init_std=0.3)
+            fc_width=12, mlp_widths=(16, 8))
 
 
 def _config(**overrides):
@@ -38,8 +38,8 @@ def _all_points(b, h, w):
 
 
 K = 4
-B, H, W = 2, 13, 19  # 247 pixels, a prime factorisation 13 * 19 so chunks rarely divide it
 # Most tests share these shapes so that compiled programs are reused across tests.
+B, H, W = 2, 13, 19  # 247 = 13 * 19 pixels: most chunk sizes leave a padded last chunk
 
 
 def _numpy_init(module, *init_args, seed=0):
@@ -118,7 +118,7 @@ def test_trunk_maps_use_ceil_sizes_and_tap_channels():
 def test_pre_relu_taps_are_post_relu_taps_before_the_relu():
   spec = models.trunk_spec(_config())
   taps = ("conv1_1", "conv3_1", "fc6")
-  x = _images(0, 2, 20, 24)
+  x = _images(0, B, H, W)
   pre = models.VGG(spec=spec, taps=taps, tap_activation="pre")
   post = models.VGG(spec=spec, taps=taps, tap_activation="post")
   tiny = _tiny_variables("mlp")
@@ -211,16 +211,32 @@ def test_dense_prediction_equals_sampled_prediction_at_every_pixel(head, chunks)
 
 
 def test_dense_prediction_is_the_head_on_linearly_resized_maps():
+  # With 32 | H, W every tap's stride 2**k is also H / h, where the read equals a resize.
+  h, w = 32, 32
   model = models.create_model(_config(head="mlp"), num_outputs=K)
-  x = _images(4, B, H, W)
-  variables = _trained_variables(model, x, _all_points(B, H, W))
+  x = _images(4, 1, h, w)
+  variables = _tiny_variables("mlp")
   maps = model.apply(variables, x, method=PixelNet.feature_maps)
-  resized = [jax.image.resize(maps[t], (B, H, W, maps[t].shape[-1]), "linear")
+  resized = [jax.image.resize(maps[t], (1, h, w, maps[t].shape[-1]), "linear")
              for t in model.taps]
   head = models.MLPHead(tap_names=model.taps, num_outputs=K, widths=model.mlp_widths)
   expected = head.apply({"params": variables["params"]["head"]}, resized)
-  dense = _dense(model, variables, x, chunk_size=50)
+  dense = _dense(model, variables, x, chunk_size=300)
   np.testing.assert_allclose(dense, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_taps_are_read_with_stride_two_to_the_pools_at_any_image_size():
+  model = models.create_model(_config(head="mlp"), num_outputs=K)
+  x = _images(5, B, H, W)  # 13 x 19: no stride divides it, so H / h would misplace reads
+  maps = model.apply(_tiny_variables("mlp"), x, method=PixelNet.feature_maps)
+  for tap in ("conv2_2", "conv3_1", "conv5_2", "fc7"):
+    stride = 2**model.spec.tap_num_pools(tap)
+    fm = maps[tap]
+    rows, cols = np.meshgrid(np.arange(fm.shape[1]), np.arange(fm.shape[2]), indexing="ij")
+    centres = np.stack([rows.ravel(), cols.ravel()], -1) * stride + (stride - 1) / 2
+    pts = jnp.asarray(np.broadcast_to(centres, (B,) + centres.shape), jnp.float32)
+    (read,) = models.pixelnet.read_taps(maps, model.spec, (tap,), pts)
+    np.testing.assert_allclose(read, fm.reshape(B, -1, fm.shape[-1]), atol=1e-5, err_msg=tap)
 
 
 def test_split_first_layer_equals_dense_layer_on_the_concatenated_hypercolumn():

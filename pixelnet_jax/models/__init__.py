@@ -93,8 +93,6 @@ def _taps(model_config, spec: VGGSpec):
   taps = model_config.get("taps")
   if taps is None:
     return spec.default_taps()
-  if isinstance(taps, str):  # 'conv1_2,conv2_2' from a command line
-    taps = [t.strip() for t in taps.split(",") if t.strip()]
   taps = tuple(taps)
   if not taps:
     raise ValueError("model.taps is empty: name at least one layer, or None for the default.")

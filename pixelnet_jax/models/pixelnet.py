@@ -21,23 +21,26 @@ from pixelnet_jax.models import vgg
 HEADS = ("mlp", "linear")
 
 
-def _read_taps(maps, taps, points, image_size, points_batched: bool):
+def read_taps(maps, spec: vgg.VGGSpec, taps, points, points_batched: bool = True):
   """Bilinear reads of every tap at the points, batched over images.
 
+  A tap after ``k`` pools has stride exactly ``2**k``: with 'SAME' convs and
+  ceil-mode pools its cell ``i`` is centred on input pixel ``(i + 0.5) * 2**k - 0.5``
+  whatever the image size. (``H / h`` equals ``2**k`` only when ``2**k`` divides
+  ``H``; for other sizes it would shift reads by up to a cell at the far border.)
+
   Args:
-    maps: {tap: [B, h, w, C]}.
+    maps: {tap: [B, h, w, C]} from the trunk.
+    spec: the trunk's architecture, which gives each tap's number of pools.
     taps: tap names, in the head's order.
     points: [B, N, 2] (points_batched) or [N, 2] shared by all images, float (row, col).
-    image_size: (H, W) of the input images.
     points_batched: whether points has a leading batch axis.
 
   Returns:
     list of [B, N, C_tap].
   """
-  ordered = [maps[t] for t in taps]
-  strides = hypercolumn.map_strides([m[0] for m in ordered], image_size)
   read = jax.vmap(hypercolumn.bilinear_read, in_axes=(0, 0 if points_batched else None, None))
-  return [read(m, points, s) for m, s in zip(ordered, strides)]
+  return [read(maps[t], points, float(2**spec.tap_num_pools(t))) for t in taps]
 
 
 def _pixel_grid(height: int, width: int):
@@ -122,7 +125,7 @@ class PixelNet(nn.Module):
           f"points must be [B, N, 2] (row, col) with B = {images.shape[0]} as in images, "
           f"got {tuple(points.shape)}.")
     maps = self.trunk(images, train=train)
-    features = _read_taps(maps, self.taps, points, images.shape[1:3], points_batched=True)
+    features = read_taps(maps, self.spec, self.taps, points)
     return self.head(features, train=train)
 
   def predict_dense(self, images, chunk_size: Optional[int] = None):
@@ -156,7 +159,7 @@ class PixelNet(nn.Module):
     head_def, head_vars = self.head.unbind()
 
     def head_on_chunk(points):
-      features = _read_taps(maps, self.taps, points, (height, width), points_batched=False)
+      features = read_taps(maps, self.spec, self.taps, points, points_batched=False)
       return head_def.apply(head_vars, features, train=False)  # [B, chunk, K]
 
     out = jax.lax.map(head_on_chunk, chunks)  # [num_chunks, B, chunk, K]

@@ -8,9 +8,12 @@ stages and whether fc6/fc7 exist, so CPU runs stay practical.
 
 Map sizes: every pool uses 'SAME' padding, i.e. ceil mode (Caffe's rounding): a
 map after ``k`` pools of an ``H x W`` image is ``ceil(H / 2**k) x ceil(W / 2**k)``
-(225x300 gives 225x300, 113x150, 57x75, 29x38, 15x19 and fc6/fc7 at 8x10). The
-hypercolumn takes each map's stride as ``image size / map size``, so a stride
-need not be an integer.
+(225x300 gives 225x300, 113x150, 57x75, 29x38, 15x19 and fc6/fc7 at 8x10). Pools
+start at pixel 0, so a map after ``k`` pools has stride exactly ``2**k`` with cell
+``i`` centred on input pixel ``(i + 0.5) * 2**k - 0.5`` for every image size (a
+padded last cell may lie past the border; reads clamp to it). PixelNet reads taps
+with that stride, not ``image size / map size``, which differs when ``2**k`` does
+not divide the image size.
 
 The trunk is built only up to its deepest requested tap: layers after it would
 get no gradient, so they are neither computed nor given parameters.

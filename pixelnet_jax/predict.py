@@ -1,0 +1,172 @@
+"""Dense prediction of a whole split to 8-bit PNG edge maps, for the BSDS benchmark.
+
+The BSDS protocol scores files, not a metric inside training: every image of
+the split is predicted at its native resolution with the evaluation path
+(``evaluate.dense_predictor`` and the task's ``decode``), and written as
+``<out_dir>/<image id>.png``, mode L, value = round(probability * 255). Then
+
+  pixelnet-eval-boundaries --nms --pred-dir OUT_DIR \
+      --gt-dir $PIXELNET_TEST_DATA/BSR/BSDS500/data/groundTruth/val
+
+Command line (same config flags as ``pixelnet-train``):
+
+  python -m pixelnet_jax.predict --config experiments/configs/bsds_edges.py \
+      --workdir RUN --out_dir PNGS [--split val] [--step N | --best]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Dict, Iterator, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from pixelnet_jax import evaluate, utils
+
+logging = utils.get_logger()
+
+
+def restore_checkpoint(config, workdir: str, step: Optional[int] = None,
+                       best: bool = False) -> Tuple[Any, Any, Any]:
+  """The task, the eval-mode model and the restored TrainState of a run's checkpoint.
+
+  Args:
+    config: the run's config (the one it was trained with).
+    workdir: the run's work directory.
+    step: a step under ``checkpoints/`` (default: the latest); ignored with ``best``.
+    best: restore ``best/`` (the best in-training metric) instead.
+
+  Returns:
+    (task, model, state) with host arrays.
+  """
+  from pixelnet_jax import train  # pylint: disable=g-import-not-at-top
+  task, crop = train.validate_config(config, 1)
+  model = train._model_fn(config, task)(None)  # pylint: disable=protected-access
+  state = train.create_train_state(config, model, jax.random.key(int(config.seed)), crop)
+  checkpoints = train.Checkpoints(workdir, int(config.keep_checkpoints), task.main_metric,
+                                  task.main_metric_mode)
+  try:
+    available = (checkpoints.best if best else checkpoints.last).all_steps()
+    folder = "best" if best else "checkpoints"
+    if not available:
+      raise FileNotFoundError(f"No checkpoint in {workdir}/{folder}; train first with "
+                              f"pixelnet-train --workdir {workdir}")
+    if step is not None and not best and step not in available:
+      raise ValueError(f"step={step} is not a checkpoint of {workdir}; available: "
+                       f"{sorted(available)}.")
+    restored = checkpoints.restore(train.host_state(state), step=None if best else step,
+                                   best=best)
+  finally:
+    checkpoints.close()
+  return task, model, restored
+
+
+def predict_split(config, task, model, state, split: str,
+                  limit: Optional[int] = None) -> Iterator[Tuple[str, np.ndarray]]:
+  """Yields (image id, decoded prediction at the image's own size) over a split, in order.
+
+  Images are batched by ``config.eval.batch_size`` (padded to the batch's largest
+  image, then cropped back to each image's ``image_size``).
+  """
+  from pixelnet_jax.data import registry  # pylint: disable=g-import-not-at-top
+  source = registry.get_source(config.dataset.name, split, config.dataset)
+  predict = evaluate.dense_predictor(model, config.eval.get("chunk_size"))
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  batch_size = int(config.eval.batch_size)
+  index = 0
+  for batch in evaluate.eval_batches(source, task, batch_size, limit):
+    decoded = np.asarray(task.decode(predict(variables, jnp.asarray(batch["image"]))))
+    ids = batch.get("id", [None] * decoded.shape[0])
+    for i in range(decoded.shape[0]):
+      if limit is not None and index >= int(limit):
+        return
+      height, width = (int(v) for v in batch["image_size"][i])
+      image_id = ids[i]
+      if isinstance(image_id, bytes):
+        image_id = image_id.decode("utf-8")
+      yield (str(image_id) if image_id is not None else f"{index:06d}",
+             decoded[i, :height, :width])
+      index += 1
+
+
+def to_png_levels(probability: np.ndarray) -> np.ndarray:
+  """probability [H, W] float in [0, 1] -> [H, W] uint8 round(p * 255)."""
+  probability = np.asarray(probability, np.float64)
+  if probability.ndim != 2:
+    raise ValueError(f"An edge map must be [H, W], got shape {probability.shape}; "
+                     "write_edge_maps needs a task whose decode gives one map per image.")
+  if np.isnan(probability).any():
+    raise ValueError("The edge map holds NaN: the checkpoint's outputs are not finite.")
+  return np.round(np.clip(probability, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def write_edge_maps(config, workdir: str, out_dir: str, split: Optional[str] = None,
+                    step: Optional[int] = None, best: bool = False,
+                    limit: Optional[int] = None) -> Dict[str, Any]:
+  """Predicts a split with a run's checkpoint and writes ``<out_dir>/<id>.png``.
+
+  Args:
+    config: the run's config.
+    workdir: the run's work directory (its checkpoints are read).
+    out_dir: where the PNGs go (created).
+    split: the split (default ``config.dataset.eval_split``).
+    step, best: which checkpoint (default: the latest).
+    limit: predict only the first ``limit`` images (default: all).
+
+  Returns:
+    {'step', 'split', 'out_dir', 'ids'}: what was written.
+  """
+  split = split or config.dataset.eval_split
+  task, model, state = restore_checkpoint(config, workdir, step=step, best=best)
+  os.makedirs(out_dir, exist_ok=True)
+  ids = []
+  for image_id, probability in predict_split(config, task, model, state, split, limit):
+    Image.fromarray(to_png_levels(probability), mode="L").save(
+        os.path.join(out_dir, f"{image_id}.png"))
+    ids.append(image_id)
+    if len(ids) % 20 == 0:
+      logging.info("predicted %d images of %s", len(ids), split)
+  logging.info("wrote %d edge maps of split %r (step %d) to %s", len(ids), split,
+               int(state.step), out_dir)
+  return {"step": int(state.step), "split": split, "out_dir": out_dir, "ids": ids}
+
+
+def _main(argv):
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    raise ValueError(f"Unexpected arguments: {argv[1:]}")
+  f = flags.FLAGS
+  result = write_edge_maps(f.config, f.workdir, f.out_dir, split=f.split, step=f.step,
+                           best=f.best)
+  print(f"wrote {len(result['ids'])} PNGs of split {result['split']!r} "
+        f"(step {result['step']}) to {result['out_dir']}")
+
+
+def run():
+  """``python -m pixelnet_jax.predict``: the flags of ``pixelnet-train`` plus the output."""
+  from absl import app, flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  config_flags.DEFINE_config_file("config", None, "The run's config file.",
+                                  lock_config=True)
+  flags.DEFINE_string("workdir", None, "The run's work directory.")
+  flags.DEFINE_string("out_dir", None, "Where <image id>.png edge maps are written.")
+  flags.DEFINE_string("split", None, "Split to predict (default: config.dataset.eval_split).")
+  flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+  flags.DEFINE_bool("best", False, "Use the best checkpoint instead of the latest.")
+  flags.mark_flags_as_required(["config", "workdir", "out_dir"])
+
+  def main(argv):
+    try:
+      _main(argv)
+    except (FileNotFoundError, ValueError) as e:
+      sys.exit(f"pixelnet_jax.predict: error: {e}")
+
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
