@@ -263,6 +263,7 @@ class Checkpoints:
 
   def __init__(self, workdir: str, keep: int, main_metric: str, mode: str):
     self.main_metric, self.mode = main_metric, mode
+    workdir = os.path.abspath(workdir)  # orbax wants absolute paths.
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
     self.last = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"), options=options)
     self.best = ocp.CheckpointManager(
