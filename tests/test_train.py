@@ -92,12 +92,14 @@ def test_resume_is_bit_exact(tmp_path, uninterrupted):
   assert second["loss"] == uninterrupted["loss"]
 
 
-def test_rerun_of_finished_workdir_does_nothing(tmp_path):
+def test_rerun_of_finished_workdir_does_nothing(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)  # A relative workdir, as users type it.
   c = tiny_config.get_config("segmentation")
   c.num_train_steps = 2
-  train.train_and_evaluate(c, str(tmp_path))
-  again = train.train_and_evaluate(c, str(tmp_path))
+  train.train_and_evaluate(c, "runs/rel")
+  again = train.train_and_evaluate(c, "runs/rel")
   assert again["start_step"] == 2 and again["step"] == 2
+  assert os.listdir(tmp_path / "runs" / "rel" / "checkpoints") == ["2"]
 
 
 def _launch(workdir, *overrides):
