@@ -52,9 +52,7 @@ def _train_main(argv):
   from pixelnet_jax import train  # pylint: disable=g-import-not-at-top
   try:
     summary = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except (train.ConfigError, FileNotFoundError) as e:
-    _fail(e)
-  except FloatingPointError as e:
+  except (train.ConfigError, train.DataError, FileNotFoundError, FloatingPointError) as e:
     _fail(e)
   result = {k: v for k, v in summary.items() if k != "state"}
   print(json.dumps(result, default=float))

@@ -52,6 +52,10 @@ class ConfigError(ValueError):
   """A config value that cannot work; the message names the key and the fix."""
 
 
+class DataError(ValueError):
+  """Data that does not fit the task (e.g. a class id >= num_classes)."""
+
+
 def validate_config(config: ml_collections.ConfigDict, num_devices: int):
   """Builds the task and model from the config and checks the step's shapes.
 
@@ -426,6 +430,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
     with _Preemption() as preemption:
       while step < last_step:
         batch = next(batches)
+        try:
+          task.validate_labels(task.select_labels(batch))
+        except (KeyError, ValueError) as e:
+          checkpoints.wait()
+          raise DataError(f"Bad training batch for step {step + 1} from dataset "
+                          f"{config.dataset.name!r}: {e}") from e
         new_state, metrics = step_fn(state, batch)
         loss = float(metrics["loss"])
         if not np.isfinite(loss):

@@ -215,6 +215,14 @@ def test_config_errors_name_the_key(tmp_path, override, key):
   assert not os.path.exists(tmp_path / "w" / "checkpoints")
 
 
+def test_label_out_of_range_is_a_clear_error(tmp_path):
+  c = tiny_config.get_config("segmentation")
+  c.task.num_classes = 5  # The procedural data has 10 classes.
+  with pytest.raises(train.DataError, match="num_classes"):
+    train.train_and_evaluate(c, str(tmp_path))
+  assert not os.listdir(tmp_path / "checkpoints")
+
+
 # ----------------------------------------------------------------------------
 # The launcher end to end.
 
