@@ -67,8 +67,10 @@ def draw_points(image: np.ndarray, coords: np.ndarray, mask: np.ndarray) -> np.n
   return out
 
 
-def panel(*pictures: np.ndarray, gap: int = 4) -> np.ndarray:
-  """Pictures of equal height side by side with a white gap."""
+def panel(*pictures: np.ndarray, gap: int = 4, min_height: int = 192) -> np.ndarray:
+  """Pictures side by side with a white gap; small ones enlarged (nearest) to be seen."""
+  scale = max(1, min_height // max(p.shape[0] for p in pictures))
+  pictures = [np.repeat(np.repeat(p, scale, axis=0), scale, axis=1) for p in pictures]
   height = max(p.shape[0] for p in pictures)
   parts = []
   for p in pictures:
