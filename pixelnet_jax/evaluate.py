@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -144,25 +144,46 @@ class Evaluator:
       self.writer.image(step, f"eval/picture_{index}", picture)
 
 
-def evaluate_checkpoint(config, workdir: str, step: Optional[int] = None,
-                        best: bool = False) -> Dict[str, Any]:
-  """``pixelnet-eval``: restores a checkpoint of ``workdir`` and runs the dense protocol."""
+def restore_checkpoint(config, workdir: str, step: Optional[int] = None,
+                       best: bool = False) -> Tuple[Any, Any, Any]:
+  """The task, the eval-mode model and the restored TrainState of a run's checkpoint.
+
+  Args:
+    config: the run's config (the one it was trained with).
+    workdir: the run's work directory.
+    step: a step under ``checkpoints/`` (default: the latest); ignored with ``best``.
+    best: restore ``best/`` (the best in-training metric) instead.
+
+  Returns:
+    (task, model, state) with host arrays.
+  """
   from pixelnet_jax import train  # pylint: disable=g-import-not-at-top
-  from pixelnet_jax.data import registry  # pylint: disable=g-import-not-at-top
   task, crop = train.validate_config(config, 1)
   model = train._model_fn(config, task)(None)  # pylint: disable=protected-access
   state = train.create_train_state(config, model, jax.random.key(int(config.seed)), crop)
   checkpoints = train.Checkpoints(workdir, int(config.keep_checkpoints), task.main_metric,
                                   task.main_metric_mode)
-  available = (checkpoints.best if best else checkpoints.last).all_steps()
-  if not available:
-    raise FileNotFoundError(f"No checkpoint in {workdir}/{'best' if best else 'checkpoints'}; "
-                            "train first with pixelnet-train --workdir " + workdir)
-  if step is not None and step not in available:
-    raise ValueError(f"--step {step} is not a checkpoint of {workdir}; available: "
-                     f"{sorted(available)}.")
-  restored = checkpoints.restore(train.host_state(state), step=step, best=best)
-  checkpoints.close()
+  try:
+    available = (checkpoints.best if best else checkpoints.last).all_steps()
+    folder = "best" if best else "checkpoints"
+    if not available:
+      raise FileNotFoundError(f"No checkpoint in {workdir}/{folder}; train first with "
+                              f"pixelnet-train --workdir {workdir}")
+    if step is not None and not best and step not in available:
+      raise ValueError(f"step={step} is not a checkpoint of {workdir}; available: "
+                       f"{sorted(available)}.")
+    restored = checkpoints.restore(train.host_state(state), step=None if best else step,
+                                   best=best)
+  finally:
+    checkpoints.close()
+  return task, model, restored
+
+
+def evaluate_checkpoint(config, workdir: str, step: Optional[int] = None,
+                        best: bool = False) -> Dict[str, Any]:
+  """``pixelnet-eval``: restores a checkpoint of ``workdir`` and runs the dense protocol."""
+  from pixelnet_jax.data import registry  # pylint: disable=g-import-not-at-top
+  task, model, restored = restore_checkpoint(config, workdir, step=step, best=best)
   source = registry.get_source(config.dataset.name, config.dataset.eval_split, config.dataset)
   metrics = Evaluator(config, model, task, source, workdir).run(restored, int(restored.step))
   result = {"step": int(restored.step), "split": config.dataset.eval_split, **metrics}

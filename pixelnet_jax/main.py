@@ -40,7 +40,6 @@ def _setup():
 
 
 def _fail(error: Exception):
-  logging.error("%s", error)
   print(f"error: {error}", file=sys.stderr)
   sys.exit(2)
 
@@ -52,7 +51,8 @@ def _train_main(argv):
   from pixelnet_jax import train  # pylint: disable=g-import-not-at-top
   try:
     summary = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except (train.ConfigError, train.DataError, FileNotFoundError, FloatingPointError) as e:
+  except (ValueError, FileNotFoundError, FloatingPointError) as e:
+    # ConfigError and DataError are ValueErrors; so are the data sources' own checks.
     _fail(e)
   result = {k: v for k, v in summary.items() if k != "state"}
   print(json.dumps(result, default=float))
@@ -64,11 +64,11 @@ def _eval_main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   _setup()
-  from pixelnet_jax import evaluate, train  # pylint: disable=g-import-not-at-top
+  from pixelnet_jax import evaluate  # pylint: disable=g-import-not-at-top
   try:
     result = evaluate.evaluate_checkpoint(FLAGS.config, FLAGS.workdir, step=FLAGS.step,
                                           best=FLAGS.best)
-  except (train.ConfigError, FileNotFoundError, ValueError) as e:
+  except (ValueError, FileNotFoundError) as e:
     _fail(e)
   print(json.dumps(result, default=float))
 

@@ -11,14 +11,14 @@ the split is predicted at its native resolution with the evaluation path
 Command line (same config flags as ``pixelnet-train``):
 
   python -m pixelnet_jax.predict --config experiments/configs/bsds_edges.py \
-      --workdir RUN --out_dir PNGS [--split val] [--step N | --best]
+      --workdir RUN --out_dir PNGS [--split val] [--step N | --best] [--scales 0.5,1,1.5]
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -30,47 +30,50 @@ from pixelnet_jax import evaluate, utils
 logging = utils.get_logger()
 
 
-def restore_checkpoint(config, workdir: str, step: Optional[int] = None,
-                       best: bool = False) -> Tuple[Any, Any, Any]:
-  """The task, the eval-mode model and the restored TrainState of a run's checkpoint.
+def multiscale_decode(predict, task, variables, images,
+                      scales: Sequence[float] = (1.0,)) -> jax.Array:
+  """The task's decoded map averaged over rescaled copies of the images.
+
+  Each copy is resized by ``scale`` (bilinear, antialiased when shrinking),
+  predicted densely, decoded, and its map resized back to the input size; the
+  maps are averaged (multi-scale testing as in HED/RCF). Only meaningful for
+  tasks whose ``decode`` gives a probability map per image (edges).
 
   Args:
-    config: the run's config (the one it was trained with).
-    workdir: the run's work directory.
-    step: a step under ``checkpoints/`` (default: the latest); ignored with ``best``.
-    best: restore ``best/`` (the best in-training metric) instead.
+    predict: ``evaluate.dense_predictor(model, chunk_size)``.
+    task: the task (its ``decode``).
+    variables: {'params', 'batch_stats'}.
+    images: [B, H, W, 3] float32, normalised.
+    scales: positive factors; (1.0,) is plain dense prediction.
 
   Returns:
-    (task, model, state) with host arrays.
+    [B, H, W] float32.
   """
-  from pixelnet_jax import train  # pylint: disable=g-import-not-at-top
-  task, crop = train.validate_config(config, 1)
-  model = train._model_fn(config, task)(None)  # pylint: disable=protected-access
-  state = train.create_train_state(config, model, jax.random.key(int(config.seed)), crop)
-  checkpoints = train.Checkpoints(workdir, int(config.keep_checkpoints), task.main_metric,
-                                  task.main_metric_mode)
-  try:
-    available = (checkpoints.best if best else checkpoints.last).all_steps()
-    folder = "best" if best else "checkpoints"
-    if not available:
-      raise FileNotFoundError(f"No checkpoint in {workdir}/{folder}; train first with "
-                              f"pixelnet-train --workdir {workdir}")
-    if step is not None and not best and step not in available:
-      raise ValueError(f"step={step} is not a checkpoint of {workdir}; available: "
-                       f"{sorted(available)}.")
-    restored = checkpoints.restore(train.host_state(state), step=None if best else step,
-                                   best=best)
-  finally:
-    checkpoints.close()
-  return task, model, restored
+  if not scales or any(float(s) <= 0 for s in scales):
+    raise ValueError(f"scales must be positive factors, got {tuple(scales)}.")
+  batch, height, width, channels = images.shape
+  total = None
+  for scale in scales:
+    size = (max(1, int(round(height * float(scale)))), max(1, int(round(width * float(scale)))))
+    resized = images if size == (height, width) else jax.image.resize(
+        images, (batch, *size, channels), "linear")
+    decoded = task.decode(predict(variables, resized))
+    if decoded.ndim != 3:
+      raise ValueError(f"Multi-scale averaging needs one map per image from the task's "
+                       f"decode, got shape {decoded.shape}.")
+    if size != (height, width):
+      decoded = jax.image.resize(decoded, (batch, height, width), "linear")
+    total = decoded if total is None else total + decoded
+  return total / len(scales)
 
 
-def predict_split(config, task, model, state, split: str,
-                  limit: Optional[int] = None) -> Iterator[Tuple[str, np.ndarray]]:
+def predict_split(config, task, model, state, split: str, limit: Optional[int] = None,
+                  scales: Sequence[float] = (1.0,)) -> Iterator[Tuple[str, np.ndarray]]:
   """Yields (image id, decoded prediction at the image's own size) over a split, in order.
 
   Images are batched by ``config.eval.batch_size`` (padded to the batch's largest
-  image, then cropped back to each image's ``image_size``).
+  image, then cropped back to each image's ``image_size``). ``scales`` other
+  than (1.0,): see ``multiscale_decode``.
   """
   from pixelnet_jax.data import registry  # pylint: disable=g-import-not-at-top
   source = registry.get_source(config.dataset.name, split, config.dataset)
@@ -79,7 +82,11 @@ def predict_split(config, task, model, state, split: str,
   batch_size = int(config.eval.batch_size)
   index = 0
   for batch in evaluate.eval_batches(source, task, batch_size, limit):
-    decoded = np.asarray(task.decode(predict(variables, jnp.asarray(batch["image"]))))
+    images = jnp.asarray(batch["image"])
+    if tuple(scales) == (1.0,):
+      decoded = np.asarray(task.decode(predict(variables, images)))
+    else:
+      decoded = np.asarray(multiscale_decode(predict, task, variables, images, scales))
     ids = batch.get("id", [None] * decoded.shape[0])
     for i in range(decoded.shape[0]):
       if limit is not None and index >= int(limit):
@@ -106,7 +113,8 @@ def to_png_levels(probability: np.ndarray) -> np.ndarray:
 
 def write_edge_maps(config, workdir: str, out_dir: str, split: Optional[str] = None,
                     step: Optional[int] = None, best: bool = False,
-                    limit: Optional[int] = None) -> Dict[str, Any]:
+                    limit: Optional[int] = None,
+                    scales: Sequence[float] = (1.0,)) -> Dict[str, Any]:
   """Predicts a split with a run's checkpoint and writes ``<out_dir>/<id>.png``.
 
   Args:
@@ -116,15 +124,17 @@ def write_edge_maps(config, workdir: str, out_dir: str, split: Optional[str] = N
     split: the split (default ``config.dataset.eval_split``).
     step, best: which checkpoint (default: the latest).
     limit: predict only the first ``limit`` images (default: all).
+    scales: test-time scales whose maps are averaged (see ``multiscale_decode``).
 
   Returns:
     {'step', 'split', 'out_dir', 'ids'}: what was written.
   """
   split = split or config.dataset.eval_split
-  task, model, state = restore_checkpoint(config, workdir, step=step, best=best)
+  task, model, state = evaluate.restore_checkpoint(config, workdir, step=step, best=best)
   os.makedirs(out_dir, exist_ok=True)
   ids = []
-  for image_id, probability in predict_split(config, task, model, state, split, limit):
+  for image_id, probability in predict_split(config, task, model, state, split, limit,
+                                             scales):
     Image.fromarray(to_png_levels(probability), mode="L").save(
         os.path.join(out_dir, f"{image_id}.png"))
     ids.append(image_id)
@@ -141,7 +151,7 @@ def _main(argv):
     raise ValueError(f"Unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
   result = write_edge_maps(f.config, f.workdir, f.out_dir, split=f.split, step=f.step,
-                           best=f.best)
+                           best=f.best, scales=tuple(float(v) for v in f.scales))
   print(f"wrote {len(result['ids'])} PNGs of split {result['split']!r} "
         f"(step {result['step']}) to {result['out_dir']}")
 
@@ -157,6 +167,8 @@ def run():
   flags.DEFINE_string("split", None, "Split to predict (default: config.dataset.eval_split).")
   flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
   flags.DEFINE_bool("best", False, "Use the best checkpoint instead of the latest.")
+  flags.DEFINE_list("scales", ["1.0"], "Test-time scales whose maps are averaged, "
+                    "e.g. 0.5,1,1.5 (multi-scale testing); default 1.0 only.")
   flags.mark_flags_as_required(["config", "workdir", "out_dir"])
 
   def main(argv):

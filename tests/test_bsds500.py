@@ -171,7 +171,7 @@ def test_registry_errors_name_the_fix(tmp_path):
   with pytest.raises(bsds500.Bsds500DataError, match='BSR_bsds500.tgz'):
     registry.get_source('bsds500', 'train', {'data_dir': str(tmp_path / 'tfds'),
                                              'manual_dir': str(tmp_path / 'none')})
-  with pytest.raises(ValueError, match='manual_dir'):
+  with pytest.raises(FileNotFoundError, match=r'config\.dataset\.manual_dir'):
     registry.get_source('bsds500', 'train', {'backend': 'folder'})
 
 

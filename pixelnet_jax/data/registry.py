@@ -48,10 +48,12 @@ def _bsds500(split: str, config: Any) -> Any:
                                  manual_dir=manual_dir)
   if backend == 'folder':
     if not manual_dir:
-      raise ValueError('config.backend="folder" needs config.manual_dir (the folder '
-                       'holding BSR/).\n\n' + bsds500.MANUAL_DOWNLOAD_INSTRUCTIONS)
+      raise FileNotFoundError(
+          'config.dataset.backend="folder" needs config.dataset.manual_dir (the folder '
+          'holding BSR/).\n\n' + bsds500.MANUAL_DOWNLOAD_INSTRUCTIONS)
     return bsds500.Bsds500FolderSource(split, manual_dir)
-  raise ValueError(f'config.backend for bsds500 must be "tfds" or "folder", got {backend!r}.')
+  raise ValueError(f'config.dataset.backend for bsds500 must be "tfds" or "folder", got '
+                   f'{backend!r}.')
 
 
 _FACTORIES: dict[str, Callable[[str, Any], Any]] = {
