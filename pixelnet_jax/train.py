@@ -20,7 +20,6 @@ import signal
 import time
 from typing import Any, Callable, Dict, Optional
 
-import flax
 from flax.training import train_state
 import jax
 from jax import lax

@@ -1,6 +1,5 @@
 """Statistics and contracts of the pixel samplers."""
 
-import functools
 
 import jax
 import jax.numpy as jnp
