@@ -172,6 +172,43 @@ def assign(indptr: np.ndarray, indices: np.ndarray, costs: np.ndarray,
 
 
 @numba.njit(cache=True, nogil=True)
+def matchable_nodes(ys1, xs1, grid2, near2, n2_all, r, dv, du):
+  """Pixels of either map with a partner within the window, and their node ids.
+
+  Returns:
+    (deg1 [n1_all], deg2 [n2_all] int64 edge counts; node1, node2 int64 compact
+    node id per pixel, -1 when it has no partner; n1, n2 node counts), ids in
+    the callers' pixel order.
+  """
+  n1_all = ys1.shape[0]
+  deg1 = np.zeros(n1_all, np.int64)
+  deg2 = np.zeros(n2_all, np.int64)
+  for a in range(n1_all):
+    if not near2[ys1[a], xs1[a]]:
+      continue
+    y = ys1[a] + r
+    x = xs1[a] + r
+    for k in range(dv.shape[0]):
+      b = grid2[y + dv[k], x + du[k]]
+      if b >= 0:
+        deg1[a] += 1
+        deg2[b] += 1
+  node1 = np.full(n1_all, -1, np.int64)
+  node2 = np.full(n2_all, -1, np.int64)
+  n1 = 0
+  for a in range(n1_all):
+    if deg1[a] > 0:
+      node1[a] = n1
+      n1 += 1
+  n2 = 0
+  for b in range(n2_all):
+    if deg2[b] > 0:
+      node2[b] = n2
+      n2 += 1
+  return deg1, deg2, node1, node2, n1, n2
+
+
+@numba.njit(cache=True, nogil=True)
 def match_points(ys1, xs1, grid2, near2, n2_all, r, dv, du, cost, ow):
   """Minimum-cost pixel correspondence with private outliers (see boundaries).
 
@@ -191,32 +228,8 @@ def match_points(ys1, xs1, grid2, near2, n2_all, r, dv, du, cost, ow):
   num_offsets = dv.shape[0]
   matched1 = np.zeros(n1_all, np.bool_)
   matched2 = np.zeros(n2_all, np.bool_)
-  # Count edges per map-1 pixel.
-  deg1 = np.zeros(n1_all, np.int64)
-  deg2 = np.zeros(n2_all, np.int64)
-  for a in range(n1_all):
-    if not near2[ys1[a], xs1[a]]:
-      continue
-    y = ys1[a] + r
-    x = xs1[a] + r
-    for k in range(num_offsets):
-      b = grid2[y + dv[k], x + du[k]]
-      if b >= 0:
-        deg1[a] += 1
-        deg2[b] += 1
-  # Compact node ids of matchable pixels.
-  node1 = np.full(n1_all, -1, np.int64)
-  node2 = np.full(n2_all, -1, np.int64)
-  n1 = 0
-  for a in range(n1_all):
-    if deg1[a] > 0:
-      node1[a] = n1
-      n1 += 1
-  n2 = 0
-  for b in range(n2_all):
-    if deg2[b] > 0:
-      node2[b] = n2
-      n2 += 1
+  deg1, deg2, node1, node2, n1, n2 = matchable_nodes(
+      ys1, xs1, grid2, near2, n2_all, r, dv, du)
   if n1 == 0:
     return matched1, matched2
   pix1 = np.empty(n1, np.int64)
@@ -378,30 +391,11 @@ def official_match_points(ys1, xs1, grid2, near2, n2_all, r, dv, du, cost, ow,
   num_offsets = dv.shape[0]
   matched1 = np.zeros(n1_all, np.bool_)
   matched2 = np.zeros(n2_all, np.bool_)
-  deg1 = np.zeros(n1_all, np.int64)
-  deg2 = np.zeros(n2_all, np.int64)
-  for a in range(n1_all):
-    if not near2[ys1[a], xs1[a]]:
-      continue
-    for k in range(num_offsets):
-      b = grid2[ys1[a] + r + dv[k], xs1[a] + r + du[k]]
-      if b >= 0:
-        deg1[a] += 1
-        deg2[b] += 1
-  node1 = np.full(n1_all, -1, np.int64)
-  node2 = np.full(n2_all, -1, np.int64)
-  n1 = 0
+  deg1, deg2, node1, node2, n1, n2 = matchable_nodes(
+      ys1, xs1, grid2, near2, n2_all, r, dv, du)
   num_real = 0
   for a in range(n1_all):
-    if deg1[a] > 0:
-      node1[a] = n1
-      n1 += 1
-      num_real += deg1[a]
-  n2 = 0
-  for b in range(n2_all):
-    if deg2[b] > 0:
-      node2[b] = n2
-      n2 += 1
+    num_real += deg1[a]
   n = n1 + n2
   if n == 0:
     return matched1, matched2
