@@ -33,10 +33,13 @@ import tarfile
 from typing import Any, Iterator
 
 from etils import epath
+from ml_collections import config_dict
 import numpy as np
 from PIL import Image
 import scipy.io
 import tensorflow_datasets as tfds
+
+from pixelnet_jax.data.registry import DATASETS
 
 SPLITS = ('train', 'val', 'test')
 ARCHIVE_NAME = 'BSR_bsds500.tgz'
@@ -346,3 +349,27 @@ class Bsds500FolderSource:
 
   def __repr__(self) -> str:
     return f'Bsds500FolderSource(split={self.split!r}, len={len(self)})'
+
+
+@DATASETS.register("bsds500", defaults=dict(
+    data_dir=config_dict.placeholder(str), manual_dir=config_dict.placeholder(str),
+    backend="tfds"))
+def bsds500_source(split: str, config) -> Bsds500Source | Bsds500FolderSource:
+  """The registry's factory.
+
+  Config fields: ``data_dir`` (TFDS data dir), ``manual_dir`` (where BSR_bsds500.tgz or
+  BSR/ is), ``backend`` ('tfds': build/read the array_record dataset; 'folder': read the
+  extracted BSR/ folder in manual_dir directly).
+  """
+  backend = config.get('backend') or 'tfds'
+  manual_dir = config.get('manual_dir')
+  if backend == 'tfds':
+    return Bsds500Source(split, data_dir=config.get('data_dir'), manual_dir=manual_dir)
+  if backend == 'folder':
+    if not manual_dir:
+      raise FileNotFoundError(
+          'config.dataset.backend="folder" needs config.dataset.manual_dir (the folder '
+          'holding BSR/).\n\n' + MANUAL_DOWNLOAD_INSTRUCTIONS)
+    return Bsds500FolderSource(split, manual_dir)
+  raise ValueError(f'config.dataset.backend for bsds500 must be "tfds" or "folder", got '
+                   f'{backend!r}.')

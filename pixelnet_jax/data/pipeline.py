@@ -1,18 +1,18 @@
 """Input pipeline: augmentation, normalisation and batching of example dicts (grain).
 
 Examples come from a random-access source (`len(source)`, `source[i]` -> dict, see
-`pixelnet_jax.data`): `image [H, W, 3] uint8` plus label keys among LABEL_KEYS.
+`pixelnet_jax.data.registry`): `image [H, W, 3] uint8` plus per-pixel label keys.
 
-Batches are numpy dicts:
+The pipeline knows no task: which keys to keep, what padded pixels hold and how a value
+changes under a mirror come from the caller (the task) as `label_keys` and `label_specs`
+(`LabelSpec`). Batches are numpy dicts:
   image          [B, h, w, 3] float32, normalised by `normalize_image`; 0 where padded.
   valid          [B, h, w] bool: True on real image pixels, False on padding (a crop
                  larger than the image, or eval images padded to the batch's largest).
                  Every task should AND it into its sampling mask.
-  label          [B, h, w] int32, 255 (IGNORE_LABEL) where padded.
-  normals        [B, h, w, 3] float32, 0 where padded; normals_valid [B, h, w] bool,
-                 False where padded.
-  edges          [B, h, w] float32, 0 where padded (use `valid` to tell padding from
-                 "no edge").
+  <label key>    [B, h, w, ...] as the source gives it, `LabelSpec.pad_value` where padded
+                 (0 / False by default), e.g. `label` [B, h, w] int32 with the task's
+                 ignore label there.
 Eval batches also carry `image_size [B, 2] int32` (each image's own (H, W)) and, as
 Python lists of length B, every non-spatial key of the examples (`id`, `boundaries`,
 ...).
@@ -26,8 +26,10 @@ Training determinism: the batch at step k is a pure function of (source, seed, k
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from absl import flags
 import grain
@@ -36,17 +38,31 @@ import numpy as np
 # ImageNet statistics of RGB in [0, 1] (torchvision's), the usual choice for VGG trunks.
 IMAGE_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGE_STD = np.array([0.229, 0.224, 0.225], np.float32)
-IGNORE_LABEL = 255
 
-# Per-pixel label keys the pipeline crops, flips and pads alongside the image; any other
-# key (`id`, per-annotator `boundaries`, ...) is dropped by training and listed by eval.
-LABEL_KEYS = ('label', 'normals', 'normals_valid', 'edges')
 VALID_KEY = 'valid'
-# What padded pixels hold, per key.
-PAD_VALUES = {'image': 0, 'label': IGNORE_LABEL, 'normals': 0.0, 'normals_valid': False,
-              'edges': 0.0, VALID_KEY: False}
 # Per-channel colour gain of the original solver.
 DEFAULT_GAIN_RANGE = (0.8, 1.3)
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelSpec:
+  """How the pipeline treats one per-pixel key; declared by whoever owns the label.
+
+  Attributes:
+    pad_value: what pixels outside the image hold (e.g. a task's ignore label).
+    hflip: applied to the values after a left-right mirror of the map (e.g. negate
+      the image-right component of surface normals); None: values unchanged.
+  """
+  pad_value: Any = 0
+  hflip: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+LabelSpecs = Mapping[str, LabelSpec]
+_IMAGE_SPECS = {'image': LabelSpec(0), VALID_KEY: LabelSpec(False)}
+
+
+def _spec(key: str, specs: LabelSpecs | None) -> LabelSpec:
+  return (specs or {}).get(key) or _IMAGE_SPECS.get(key) or LabelSpec()
 
 
 def normalize_image(image: Any) -> np.ndarray:
@@ -57,15 +73,21 @@ def normalize_image(image: Any) -> np.ndarray:
   return (image / 255.0 - IMAGE_MEAN) / IMAGE_STD
 
 
-def _pair(size: int | Sequence[int], name: str) -> tuple[int, int]:
+def as_pair(size: int | Sequence[int], name: str) -> tuple[int, int]:
   pair = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
   if len(pair) != 2 or any(int(s) != s or s < 1 for s in pair):
     raise ValueError(f'{name} must be a positive int or an (h, w) pair, got {size!r}.')
   return int(pair[0]), int(pair[1])
 
 
+def is_spatial(value: Any, image_shape: Sequence[int]) -> bool:
+  """Whether `value` is a per-pixel map of an image of `image_shape`: [H, W, ...]."""
+  return (isinstance(value, np.ndarray) and value.ndim >= 2
+          and value.shape[:2] == tuple(image_shape[:2]))
+
+
 def select_keys(example: Mapping[str, Any], label_keys: Sequence[str] | None) -> dict:
-  """image + the label keys (default: those of LABEL_KEYS present) + `valid` (all True).
+  """image + the label keys (default: every [H, W, ...] array) + `valid` (all True).
 
   Every returned array is spatial: [H, W, ...] with the image's H, W.
   """
@@ -74,7 +96,11 @@ def select_keys(example: Mapping[str, Any], label_keys: Sequence[str] | None) ->
   image = np.asarray(example['image'])
   if image.ndim != 3 or image.shape[-1] != 3:
     raise ValueError(f'example["image"] must be [H, W, 3], got shape {image.shape}.')
-  keys = [k for k in LABEL_KEYS if k in example] if label_keys is None else list(label_keys)
+  if label_keys is None:
+    keys = [k for k, v in example.items()
+            if k not in ('image', VALID_KEY) and is_spatial(v, image.shape)]
+  else:
+    keys = list(label_keys)
   out = {'image': image}
   for key in keys:
     if key not in example:
@@ -100,11 +126,11 @@ def _place(array: np.ndarray, out_size: tuple[int, int], src_start: tuple[int, i
 
 
 def random_crop(example: Mapping[str, np.ndarray], crop_size: tuple[int, int],
-                rng: np.random.Generator) -> dict:
+                rng: np.random.Generator, label_specs: LabelSpecs | None = None) -> dict:
   """Crops every spatial key at one random window of crop_size = (h, w).
 
   Along an axis shorter than the crop, the whole image is placed at a random offset in
-  the window and the rest padded with PAD_VALUES (so `valid` is False there).
+  the window and the rest padded with each key's `LabelSpec.pad_value` (`valid` False).
   """
   size = example['image'].shape[:2]
   src, dst = [0, 0], [0, 0]
@@ -115,15 +141,18 @@ def random_crop(example: Mapping[str, np.ndarray], crop_size: tuple[int, int],
       src[axis] = offset
     else:
       dst[axis] = offset
-  return {k: _place(v, crop_size, tuple(src), tuple(dst), PAD_VALUES.get(k, 0))
+  return {k: _place(v, crop_size, tuple(src), tuple(dst), _spec(k, label_specs).pad_value)
           for k, v in example.items()}
 
 
-def horizontal_flip(example: Mapping[str, np.ndarray]) -> dict:
-  """Mirrors every spatial key left-right; normals' x component (column 0) changes sign."""
-  out = {k: v[:, ::-1] for k, v in example.items()}
-  if 'normals' in out:
-    out['normals'] = out['normals'] * np.array([-1, 1, 1], out['normals'].dtype)
+def horizontal_flip(example: Mapping[str, np.ndarray],
+                    label_specs: LabelSpecs | None = None) -> dict:
+  """Mirrors every spatial key left-right, then applies each key's `LabelSpec.hflip`."""
+  out = {}
+  for key, value in example.items():
+    hflip = _spec(key, label_specs).hflip
+    value = value[:, ::-1]
+    out[key] = hflip(value) if hflip is not None else value
   return out
 
 
@@ -135,18 +164,19 @@ def color_gain(image: np.ndarray, gains: np.ndarray) -> np.ndarray:
 def augment(example: Mapping[str, Any], rng: np.random.Generator, *,
             crop_size: tuple[int, int], flip: bool = True,
             gain_range: tuple[float, float] | None = DEFAULT_GAIN_RANGE,
-            label_keys: Sequence[str] | None = None) -> dict:
+            label_keys: Sequence[str] | None = None,
+            label_specs: LabelSpecs | None = None) -> dict:
   """Random crop, horizontal flip (50%), per-channel gain U[gain_range] on the image only.
 
   Returns the spatial keys at crop_size with `image [h, w, 3] float32` still in 0..255
   (`finalize` normalises it). Draws from rng in a fixed order, so it is deterministic.
   """
-  out = random_crop(select_keys(example, label_keys), crop_size, rng)
+  out = random_crop(select_keys(example, label_keys), crop_size, rng, label_specs)
   do_flip = bool(rng.random() < 0.5)
   gains = (rng.uniform(gain_range[0], gain_range[1], size=3) if gain_range is not None
            else np.ones(3))
   if flip and do_flip:
-    out = horizontal_flip(out)
+    out = horizontal_flip(out, label_specs)
   out['image'] = color_gain(out['image'], gains)
   return out
 
@@ -179,7 +209,8 @@ def _check_seed(seed: int) -> int:
 def train_dataset(source: Any, batch_size: int, crop_size: int | Sequence[int], seed: int, *,
                   flip: bool = True,
                   gain_range: tuple[float, float] | None = DEFAULT_GAIN_RANGE,
-                  label_keys: Sequence[str] | None = None) -> grain.MapDataset:
+                  label_keys: Sequence[str] | None = None,
+                  label_specs: LabelSpecs | None = None) -> grain.MapDataset:
   """The infinite training stream as a grain MapDataset: element k is the batch of step k.
 
   Shuffled per epoch, augmented, normalised, batched: {image [B, h, w, 3] float32,
@@ -188,8 +219,9 @@ def train_dataset(source: Any, batch_size: int, crop_size: int | Sequence[int], 
   _check_source(source)
   if int(batch_size) < 1:
     raise ValueError(f'batch_size must be >= 1, got {batch_size}.')
-  aug = functools.partial(augment, crop_size=_pair(crop_size, 'crop_size'), flip=flip,
-                          gain_range=gain_range, label_keys=label_keys)
+  aug = functools.partial(augment, crop_size=as_pair(crop_size, 'crop_size'), flip=flip,
+                          gain_range=gain_range, label_keys=label_keys,
+                          label_specs=label_specs)
   ds = grain.MapDataset.source(source).seed(_check_seed(seed))
   ds = ds.shuffle().repeat(None)  # shuffle before repeat: a fresh permutation per epoch
   ds = ds.random_map(aug).map(finalize)
@@ -213,7 +245,8 @@ def make_train_iterator(source: Any, batch_size: int, crop_size: int | Sequence[
                         seed: int, *, start_step: int = 0, num_workers: int = 0,
                         num_threads: int = 2, prefetch: int = 4, flip: bool = True,
                         gain_range: tuple[float, float] | None = DEFAULT_GAIN_RANGE,
-                        label_keys: Sequence[str] | None = None) -> grain.DatasetIterator:
+                        label_keys: Sequence[str] | None = None,
+                        label_specs: LabelSpecs | None = None) -> grain.DatasetIterator:
   """An infinite iterator of training batches (see `train_dataset`), starting at start_step.
 
   Args:
@@ -225,7 +258,8 @@ def make_train_iterator(source: Any, batch_size: int, crop_size: int | Sequence[
     num_workers: grain worker processes (0: threads in this process).
     num_threads: grain reader threads; prefetch: batches buffered ahead.
     flip, gain_range: augmentation switches (gain_range None: no colour gain).
-    label_keys: keys to keep besides image (default: those of LABEL_KEYS present).
+    label_keys: keys to keep besides image (default: every [H, W, ...] array).
+    label_specs: {key: LabelSpec}, pad values and mirror transforms (from the task).
 
   Returns:
     A grain DatasetIterator (also supports get_state()/set_state()).
@@ -233,21 +267,22 @@ def make_train_iterator(source: Any, batch_size: int, crop_size: int | Sequence[
   if int(start_step) < 0:
     raise ValueError(f'start_step must be >= 0, got {start_step}.')
   ds = train_dataset(source, batch_size, crop_size, seed, flip=flip, gain_range=gain_range,
-                     label_keys=label_keys)
+                     label_keys=label_keys, label_specs=label_specs)
   return _iterate(ds[int(start_step):], num_workers, num_threads, prefetch)
 
 
 def pad_batch(examples: Sequence[Mapping[str, Any]],
-              label_keys: Sequence[str] | None = None) -> dict:
+              label_keys: Sequence[str] | None = None,
+              label_specs: LabelSpecs | None = None) -> dict:
   """Stacks examples of different sizes, padding each to the batch's largest (H, W).
 
-  Images sit at the top-left; padding follows PAD_VALUES (`valid` False). Returns the
+  Images sit at the top-left; padding follows `label_specs` (`valid` False). Returns the
   spatial keys stacked, `image_size [B, 2] int32`, and every other key as a list.
   """
   spatial = [select_keys(ex, label_keys) for ex in examples]
   sizes = np.array([s['image'].shape[:2] for s in spatial], np.int32)
   out_size = tuple(int(v) for v in sizes.max(axis=0))
-  batch = {k: np.stack([_place(s[k], out_size, (0, 0), (0, 0), PAD_VALUES.get(k, 0))
+  batch = {k: np.stack([_place(s[k], out_size, (0, 0), (0, 0), _spec(k, label_specs).pad_value)
                         for s in spatial]) for k in spatial[0]}
   batch['image_size'] = sizes
   for key in examples[0]:
@@ -257,7 +292,8 @@ def pad_batch(examples: Sequence[Mapping[str, Any]],
 
 
 def make_eval_batches(source: Any, batch_size: int = 1, *,
-                      label_keys: Sequence[str] | None = None, num_workers: int = 0,
+                      label_keys: Sequence[str] | None = None,
+                      label_specs: LabelSpecs | None = None, num_workers: int = 0,
                       num_threads: int = 2, prefetch: int = 2) -> Iterator[dict]:
   """One pass over source in order, unaugmented, in batches of up to batch_size.
 
@@ -269,5 +305,5 @@ def make_eval_batches(source: Any, batch_size: int = 1, *,
     raise ValueError(f'batch_size must be >= 1, got {batch_size}.')
   ds = grain.MapDataset.source(source).batch(
       int(batch_size), drop_remainder=False,
-      batch_fn=functools.partial(pad_batch, label_keys=label_keys))
+      batch_fn=functools.partial(pad_batch, label_keys=label_keys, label_specs=label_specs))
   return _iterate(ds.map(finalize), num_workers, num_threads, prefetch)

@@ -46,6 +46,8 @@ from typing import Dict, Sequence, Tuple, Union
 
 import numpy as np
 
+from pixelnet_jax.data.registry import DATASETS
+
 NUM_CLASSES = 10
 CLASS_NAMES = (
     "plaster", "granite", "red_stripes", "red_dots", "blue_checker",
@@ -553,6 +555,25 @@ class ProceduralDataset:
   def __repr__(self) -> str:
     return (f"ProceduralDataset(split={self.split!r}, image_size={self.image_size}, "
             f"num_examples={self.num_examples}, seed={self.seed})")
+
+
+@DATASETS.register(
+    "procedural",
+    defaults=dict(image_size=224, num_examples={"train": 10000, "val": 100}, seed=0))
+def procedural_source(split: str, config) -> ProceduralDataset:
+  """The registry's factory: ``image_size``, ``num_examples`` and ``seed`` may each be
+  one value or a ``{split: value}`` mapping."""
+  kwargs = {}
+  for key in ("image_size", "num_examples", "seed"):
+    value = config.get(key)
+    if hasattr(value, "items"):  # a per-split {split: value} mapping or ConfigDict
+      if split not in value:
+        raise ValueError(f"config.dataset.{key} has no entry for split {split!r} "
+                         f"(entries: {sorted(value)}).")
+      value = value[split]
+    if value is not None:
+      kwargs[key] = value
+  return ProceduralDataset(split=split, **kwargs)
 
 
 class _IndexOutOfRange(IndexError, ValueError):

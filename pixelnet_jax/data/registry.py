@@ -1,73 +1,65 @@
 """Dataset registry: a dataset name and split -> a random-access source of example dicts.
 
-Adding a dataset is adding one entry to _FACTORIES. Sources are imported lazily so that
-naming one dataset never imports another's dependencies.
+A dataset module of this package registers a factory ``(split, config) -> source``
+with the config fields it reads and their defaults::
 
-Config fields read (an ml_collections.ConfigDict or any mapping; missing fields take the
-source's own defaults):
-  procedural: image_size, num_examples (an int, or a {split: int} mapping), seed.
-  bsds500:    data_dir (TFDS data dir), manual_dir (where BSR_bsds500.tgz or BSR/ is),
-              backend ('tfds': build/read the array_record dataset, the default;
-              'folder': read the extracted BSR/ folder in manual_dir directly).
+    @DATASETS.register("camvid", defaults=dict(manual_dir=None, backend="folder"))
+    def camvid_source(split, config): ...
+
+Adding a dataset is adding that one module (and its test); it is found by name.
+A source is random access: ``len(source)`` and ``source[i]`` -> an example dict with
+``image [H, W, 3] uint8`` and the label keys of its task (see ``data.pipeline``).
+
+``config.dataset`` (composed by ``config_base.dataset_config``) holds the fields
+every dataset shares (``COMMON_DEFAULTS``) plus the registered entry's defaults.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any
 
+import ml_collections
+from ml_collections import config_dict
 
-def _get(config: Any, key: str, default: Any = None) -> Any:
-  if config is None:
-    return default
-  if isinstance(config, Mapping) or hasattr(config, 'get'):
-    return config.get(key, default)
-  return getattr(config, key, default)
+from pixelnet_jax.registry import Registry
 
+DATASETS = Registry("dataset", "config.dataset.name", package="pixelnet_jax.data")
 
-def _procedural(split: str, config: Any) -> Any:
-  from pixelnet_jax.data import procedural  # pylint: disable=g-import-not-at-top
-  kwargs = {}
-  for key in ('image_size', 'num_examples', 'seed'):
-    value = _get(config, key)
-    if hasattr(value, 'items'):  # a per-split {split: value} mapping or ConfigDict
-      if split not in value:
-        raise ValueError(f'config.{key} has no entry for split {split!r} '
-                         f'(entries: {sorted(value)}).')
-      value = value[split]
-    if value is not None:
-      kwargs[key] = value
-  return procedural.ProceduralDataset(split=split, **kwargs)
-
-
-def _bsds500(split: str, config: Any) -> Any:
-  from pixelnet_jax.data import bsds500  # pylint: disable=g-import-not-at-top
-  backend = _get(config, 'backend', 'tfds') or 'tfds'
-  manual_dir = _get(config, 'manual_dir')
-  if backend == 'tfds':
-    return bsds500.Bsds500Source(split, data_dir=_get(config, 'data_dir'),
-                                 manual_dir=manual_dir)
-  if backend == 'folder':
-    if not manual_dir:
-      raise FileNotFoundError(
-          'config.dataset.backend="folder" needs config.dataset.manual_dir (the folder '
-          'holding BSR/).\n\n' + bsds500.MANUAL_DOWNLOAD_INSTRUCTIONS)
-    return bsds500.Bsds500FolderSource(split, manual_dir)
-  raise ValueError(f'config.dataset.backend for bsds500 must be "tfds" or "folder", got '
-                   f'{backend!r}.')
-
-
-_FACTORIES: dict[str, Callable[[str, Any], Any]] = {
-    'procedural': _procedural,
-    'bsds500': _bsds500,
-}
+# Fields of config.dataset that every dataset has; the loops read them, sources do not.
+COMMON_DEFAULTS = dict(
+  train_split="train",
+  eval_split="val",
+  num_eval_examples=config_dict.placeholder(int),  # None: the whole eval split
+)
 
 
 def known_sources() -> list[str]:
-  return sorted(_FACTORIES)
+  """Names of the registered datasets."""
+  return DATASETS.names()
+
+
+def source_config(name: str, config: Any = None) -> ml_collections.ConfigDict:
+  """Entry ``name``'s defaults updated by the fields of ``config`` it knows.
+
+  ``config`` is ``config.dataset`` or any mapping; fields of other datasets and
+  the common fields are not the source's business and are left out.
+  """
+  merged = DATASETS.defaults(name).to_dict()
+  if config is not None:
+    items = config.items() if hasattr(config, "items") else dict(config).items()
+    for key, value in items:
+      if key in merged and value is not None:
+        merged[key] = value.to_dict() if isinstance(value, ml_collections.ConfigDict) else value
+  return ml_collections.ConfigDict(merged)
 
 
 def get_source(name: str, split: str, config: Any = None) -> Any:
-  """The random-access source (`len`, `[i]` -> example dict) of dataset `name`, `split`."""
-  if name not in _FACTORIES:
-    raise ValueError(f'Unknown dataset {name!r}; known datasets: {known_sources()}.')
-  return _FACTORIES[name](split, config)
+  """The random-access source (``len``, ``[i]`` -> example dict) of dataset ``name``, ``split``.
+
+  Args:
+    name: a registered dataset (``known_sources()``).
+    split: one of the dataset's splits.
+    config: ``config.dataset`` or a plain mapping (e.g. ``{"manual_dir": ..., "backend":
+      "folder"}``); missing fields take the dataset's defaults.
+  """
+  return DATASETS.get(name)(split, source_config(name, config))

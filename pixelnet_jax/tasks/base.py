@@ -22,9 +22,15 @@ import ml_collections
 import numpy as np
 
 from pixelnet_jax import sampling
+from pixelnet_jax.data.pipeline import LabelSpec
+from pixelnet_jax.registry import Registry
 
 Labels = Mapping[str, Any]
 MetricState = Dict[str, Any]
+
+# Every task: a Task subclass registered with its config defaults, found by
+# ``config.task.name``; a module of this package is one task.
+TASKS = Registry("task", "config.task.name", package="pixelnet_jax.tasks")
 
 # Optional key the input pipeline adds for padded regions: [H, W] bool.
 VALID_KEY = "valid"
@@ -74,6 +80,11 @@ class Task:
 
   # --------------------------------------------------------------------------
   # Batches.
+
+  def label_specs(self) -> Dict[str, LabelSpec]:
+    """{label key: LabelSpec}: what padded pixels hold and how a mirror changes the
+    values, for the input pipeline (default: pad with 0, values unchanged)."""
+    return {}
 
   def select_labels(self, batch: Labels) -> Dict[str, Any]:
     """The task's label arrays from a batch or example dict (drops images, ids)."""

@@ -61,6 +61,7 @@ def default_config() -> Dict[str, Any]:
   )
 
 
+@base.TASKS.register("edges", defaults=default_config())
 class EdgesTask(base.Task):
   """Sigmoid cross-entropy on sampled pixels; decode = edge probability [H, W]."""
 
@@ -206,6 +207,3 @@ def pixel_pr_scores(positives, negatives) -> Dict[str, float]:
       "recall": float(recall[best]),
   }
 
-
-def create(config) -> EdgesTask:
-  return EdgesTask(config)

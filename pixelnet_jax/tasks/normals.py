@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pixelnet_jax.data.pipeline import LabelSpec
 from pixelnet_jax.metrics import normals as normal_metrics
 from pixelnet_jax.tasks import base
 
@@ -31,6 +32,15 @@ def unit(vectors):
   return vectors * jax.lax.rsqrt(jnp.maximum(sq_norm, _SQ_NORM_FLOOR))
 
 
+def mirror_normals(normals: np.ndarray) -> np.ndarray:
+  """Normals of a left-right mirrored image: the image-right (x) component changes sign.
+
+  The project's convention: camera coordinates, x right, y down, z towards the camera.
+  """
+  return normals * np.array([-1, 1, 1], normals.dtype)
+
+
+@base.TASKS.register("normals", defaults=default_config())
 class NormalsTask(base.Task):
   """Squared error of the L2-normalised prediction to the unit target, = 2 (1 - cos)."""
 
@@ -39,6 +49,10 @@ class NormalsTask(base.Task):
   label_keys = ("normals", "normals_valid")
   main_metric = "mean"
   main_metric_mode = "min"
+
+  def label_specs(self):
+    return {"normals": LabelSpec(0.0, hflip=mirror_normals),
+            "normals_valid": LabelSpec(False)}
 
   def sampleable(self, labels):
     return labels["normals_valid"].astype(jnp.bool_)
@@ -82,6 +96,3 @@ class NormalsTask(base.Task):
   def metric_result(self, state):
     return normal_metrics.scores(state["errors"])
 
-
-def create(config) -> NormalsTask:
-  return NormalsTask(config)

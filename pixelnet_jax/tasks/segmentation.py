@@ -15,6 +15,7 @@ import numpy as np
 import optax
 
 from pixelnet_jax import sampling
+from pixelnet_jax.data.pipeline import LabelSpec
 from pixelnet_jax.metrics import segmentation as seg_metrics
 from pixelnet_jax.tasks import base
 
@@ -31,6 +32,7 @@ def default_config() -> Dict[str, Any]:
   )
 
 
+@base.TASKS.register("segmentation", defaults=default_config())
 class SegmentationTask(base.Task):
   """Softmax cross-entropy over the sampled labelled pixels; decode = argmax."""
 
@@ -59,6 +61,9 @@ class SegmentationTask(base.Task):
             f"config.task.class_fractions must be {self.num_classes} non-negative numbers "
             f"(not all zero), got {list(config.class_fractions)}.")
       self.class_fractions = tuple(float(f) for f in fractions / fractions.sum())
+
+  def label_specs(self):
+    return {"label": LabelSpec(pad_value=self.ignore_label)}
 
   def sampleable(self, labels):
     return labels["label"] != self.ignore_label
@@ -104,6 +109,3 @@ class SegmentationTask(base.Task):
     result = seg_metrics.scores(state["confusion"])
     return {k: result[k] for k in ("miou", "pixel_accuracy", "mean_accuracy")}
 
-
-def create(config) -> SegmentationTask:
-  return SegmentationTask(config)
