@@ -11,11 +11,16 @@ import pytest  # noqa: E402
 
 @pytest.fixture
 def test_data_dir():
-  """The shared real-data samples; skips when PIXELNET_TEST_DATA is unset."""
+  """The shared real-data samples.
+
+  Skips when PIXELNET_TEST_DATA is unset, but fails when it is set to something that is
+  not a directory: a CI that points at the wrong place must not pass by skipping.
+  """
   path = os.environ.get("PIXELNET_TEST_DATA")
   if not path:
     pytest.skip("PIXELNET_TEST_DATA is not set (point it at the shared data samples, "
                 "e.g. ../shared/data, as .ci/run does).")
   if not os.path.isdir(path):
-    pytest.skip(f"PIXELNET_TEST_DATA={path} is not a directory.")
+    pytest.fail(f"PIXELNET_TEST_DATA={path} is set but is not a directory; unset it to skip "
+                "the real-data tests or point it at the shared data samples.", pytrace=False)
   return path

@@ -103,6 +103,7 @@ def test_png_levels_round_probabilities():
     predict.to_png_levels(np.zeros((2, 2, 3)))
 
 
+@pytest.mark.slow
 def test_train_predict_and_benchmark_end_to_end(monkeypatch, manual_dir, tmp_path):
   config = small_config(monkeypatch, manual_dir)
   workdir = str(tmp_path / "run")

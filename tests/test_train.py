@@ -37,6 +37,7 @@ def _jsonl(workdir):
 # Learning.
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task,steps", [("segmentation", 150), ("normals", 150),
                                         ("edges", 150)])
 def test_short_run_learns(tmp_path, task, steps):
@@ -109,6 +110,17 @@ def _launch(workdir, *overrides):
                           text=True)
 
 
+def _communicate(proc, timeout):
+  """proc.communicate(timeout), killing the child if it hangs (Popen leaves it running)."""
+  try:
+    return proc.communicate(timeout=timeout)
+  except subprocess.TimeoutExpired:
+    proc.kill()
+    proc.communicate()
+    raise
+
+
+@pytest.mark.slow
 def test_sigterm_saves_and_resume_continues_exactly(tmp_path):
   workdir = str(tmp_path / "run")
   proc = _launch(workdir, "--config.num_train_steps=100000", "--config.log_every=1",
@@ -119,9 +131,9 @@ def test_sigterm_saves_and_resume_continues_exactly(tmp_path):
     if os.path.exists(metrics) and len(_jsonl(workdir)) >= 3:
       break
     time.sleep(0.5)
-  assert proc.poll() is None, proc.communicate()
+  assert proc.poll() is None, _communicate(proc, 120)
   proc.send_signal(signal.SIGTERM)
-  out, err = proc.communicate(timeout=120)
+  out, err = _communicate(proc, 120)
   assert proc.returncode == 0, err
   summary = json.loads(out.strip().splitlines()[-1])
   stopped = summary["step"]
@@ -130,7 +142,7 @@ def test_sigterm_saves_and_resume_continues_exactly(tmp_path):
 
   resumed = _launch(workdir, "--config.num_train_steps=100000",
                     f"--config.stop_at_step={stopped + 2}")
-  out, err = resumed.communicate(timeout=300)
+  out, err = _communicate(resumed, 300)
   assert resumed.returncode == 0, err
   assert json.loads(out.strip().splitlines()[-1])["start_step"] == stopped
 
@@ -168,6 +180,7 @@ def test_nan_loss_stops_with_last_good_checkpoint_intact(tmp_path):
 # Devices: pmap over 8, mesh over 8 and one device agree.
 
 
+@pytest.mark.slow
 def test_pmap_mesh_and_single_device_agree(tmp_path):
   assert jax.device_count() == 8
   results = {}
@@ -227,10 +240,11 @@ def test_label_out_of_range_is_a_clear_error(tmp_path):
 # The launcher end to end.
 
 
+@pytest.mark.slow
 def test_launcher_trains_and_evaluates(tmp_path):
   workdir = str(tmp_path / "run")
   proc = _launch(workdir, "--config.num_train_steps=4", "--config.eval_every=4")
-  out, err = proc.communicate(timeout=300)
+  out, err = _communicate(proc, 300)
   assert proc.returncode == 0, err
   assert "step 4/4" in err and "eval at step 4" in err
   for name in ["config.json", "metrics.jsonl", "checkpoints", "best", "tensorboard", "pictures"]:
@@ -241,15 +255,15 @@ def test_launcher_trains_and_evaluates(tmp_path):
 
   ev = subprocess.run([sys.executable, "-c", "from pixelnet_jax.main import run_eval; run_eval()",
                        f"--config={TINY}", f"--workdir={workdir}", "--step=4"],
-                      cwd=REPO, capture_output=True, text=True, timeout=300)
+                      cwd=REPO, capture_output=True, text=True, timeout=120)
   assert ev.returncode == 0, ev.stderr
   result = json.loads(ev.stdout.strip().splitlines()[-1])
   assert result["step"] == 4 and 0.0 <= result["miou"] <= 1.0
 
   typo = _launch(workdir, "--config.num_trian_steps=4")
-  _, err = typo.communicate(timeout=120)
+  _, err = _communicate(typo, 120)
   assert typo.returncode != 0 and "num_trian_steps" in err
 
   bad = _launch(str(tmp_path / "bad"), "--config.batch_size=3", "--config.num_devices=2")
-  _, err = bad.communicate(timeout=120)
+  _, err = _communicate(bad, 120)
   assert bad.returncode == 2 and "config.batch_size" in err
