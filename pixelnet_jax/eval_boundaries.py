@@ -1,12 +1,26 @@
 """`pixelnet-eval-boundaries`: the BSDS500 boundary benchmark on PNG edge maps.
 
-Scores 8-bit PNG edge maps (probability = value / 255, files named
-`<image id>.png`) against BSDS `.mat` ground truth like the official
-`boundaryBench`, and writes `eval_bdry.txt`, `eval_bdry_img.txt`,
-`eval_bdry_thr.txt` (official formats), `results.json` and a PR curve PNG.
+Scores PNG edge maps (files named `<image id>.png`) against BSDS `.mat` ground
+truth like the official `boundaryBench`, and writes `eval_bdry.txt`,
+`eval_bdry_img.txt`, `eval_bdry_thr.txt` (official formats), `results.json` and
+a PR curve PNG.
 
   pixelnet-eval-boundaries --pred-dir DIR --gt-dir DIR [--thresholds 99]
-      [--nms | --no-nms] [--workers N] [--out results.json]
+      [--nms | --no-nms] [--workers N] [--intersection] [--out results.json]
+
+Accepted predictions (anything else is an error naming the file):
+  * 8-bit greyscale PNG (mode L): probability = value / 255.
+  * 16-bit greyscale PNG: probability = value / 65535 (finer levels are kept,
+    not an error: 16 bits is the natural way to store more precision).
+  * RGB PNG whose three channels are equal everywhere (a grey map saved as
+    colour by some tools): read as the greyscale value / 255. An RGB PNG whose
+    channels differ is an error, as is any other mode (palette, alpha, 1-bit).
+A prediction must have the size of its ground truth.
+
+Every ground truth needs a prediction and every prediction a ground truth: a
+file without its partner usually means the wrong folder or an incomplete
+prediction run, so both lists are reported as an error. `--intersection`
+scores only the images that have both and still prints the two lists.
 """
 
 from __future__ import annotations
@@ -24,21 +38,41 @@ from PIL import ImageDraw
 from pixelnet_jax.metrics import boundaries
 
 
+_PRED_EXPECTED = ('an 8-bit or 16-bit greyscale PNG (or an RGB PNG with three equal '
+                  'channels)')
+
+
 def load_prediction(path: str) -> np.ndarray:
-  """Reads an 8-bit PNG edge map. Returns [H, W] float64 value / 255."""
+  """Reads a PNG edge map (see the module docstring). Returns [H, W] float64 in [0, 1]."""
   if not os.path.isfile(path):
     raise FileNotFoundError(f'prediction {path} not found: every ground-truth '
                             f'image needs a <id>.png edge map in --pred-dir.')
   try:
     with Image.open(path) as im:
+      fmt = im.format
+      if fmt == 'PNG':
+        im.verify()  # CRCs and chunk structure: catches most truncated or damaged files.
+    with Image.open(path) as im:
       mode = im.mode
-      arr = np.asarray(im)
+      arr = np.asarray(im)  # Decodes everything: a truncated stream raises here.
   except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f'cannot read prediction {path}: {e}') from e
-  if mode != 'L' or arr.dtype != np.uint8 or arr.ndim != 2:
-    raise ValueError(f'prediction {path} must be an 8-bit grayscale PNG '
-                     f'(mode L), got mode {mode} with shape {arr.shape}.')
-  return arr.astype(np.float64) / 255.0
+    raise ValueError(f'cannot read prediction {path}: expected {_PRED_EXPECTED} '
+                     f'({type(e).__name__}: {e}).') from e
+  if fmt != 'PNG':
+    raise ValueError(f'prediction {path} is a {fmt} file; expected {_PRED_EXPECTED}.')
+  if mode == 'L' and arr.dtype == np.uint8 and arr.ndim == 2:
+    return arr.astype(np.float64) / 255.0
+  if mode.startswith('I') and arr.ndim == 2:  # 16-bit greyscale: I;16 (or I in old Pillow)
+    if arr.size and (arr.min() < 0 or arr.max() > 65535):
+      raise ValueError(f'prediction {path}: 16-bit PNG holds values outside [0, 65535].')
+    return arr.astype(np.float64) / 65535.0
+  if mode == 'RGB' and arr.ndim == 3 and arr.shape[2] == 3:
+    if not ((arr[..., 0] == arr[..., 1]) & (arr[..., 1] == arr[..., 2])).all():
+      raise ValueError(f'prediction {path} is an RGB PNG whose channels differ; expected '
+                       f'{_PRED_EXPECTED} (save the edge probability as one grey channel).')
+    return arr[..., 0].astype(np.float64) / 255.0
+  raise ValueError(f'prediction {path} must be {_PRED_EXPECTED}, got mode {mode} with '
+                   f'shape {arr.shape}.')
 
 
 def load_ground_truth(path: str) -> list[np.ndarray]:
@@ -47,41 +81,94 @@ def load_ground_truth(path: str) -> list[np.ndarray]:
   Returns the annotators' [H, W] bool boundary maps.
   """
   import scipy.io  # pylint: disable=g-import-not-at-top
+  expected = ('a BSDS .mat with a groundTruth cell of structs holding [H, W] 0/1 '
+              'Boundaries maps of one size')
   try:
     mat = scipy.io.loadmat(path)
-    cells = mat['groundTruth']
-    maps = [np.asarray(c['Boundaries'][0, 0]).astype(bool)
-            for c in np.ravel(cells)]
   except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f'cannot read ground truth {path}: expected a BSDS .mat '
-                     f'with a groundTruth cell of structs holding Boundaries '
+    raise ValueError(f'cannot read ground truth {path}: expected {expected} '
                      f'({type(e).__name__}: {e}).') from e
-  if not maps or any(m.ndim != 2 for m in maps):
-    raise ValueError(f'ground truth {path} holds no [H, W] Boundaries map.')
-  if any(m.shape != maps[0].shape for m in maps):
-    raise ValueError(f'ground truth {path}: annotators differ in size.')
-  return maps
+  if 'groundTruth' not in mat:
+    names = sorted(k for k in mat if not k.startswith('__'))
+    raise ValueError(f'ground truth {path} has no groundTruth variable (it holds '
+                     f'{names}); expected {expected}.')
+  try:
+    raw = [np.asarray(c['Boundaries'][0, 0]) for c in np.ravel(mat['groundTruth'])]
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f'ground truth {path}: groundTruth is not a cell of structs with '
+                     f'Boundaries; expected {expected} ({type(e).__name__}: {e}).') from e
+  if not raw:
+    raise ValueError(f'ground truth {path} holds no annotator; expected {expected}.')
+  for a, m in enumerate(raw):
+    if m.ndim != 2 or not m.size:
+      raise ValueError(f'ground truth {path}: annotator {a + 1} Boundaries has shape '
+                       f'{m.shape}; expected {expected}.')
+    if not (np.issubdtype(m.dtype, np.number) or m.dtype == np.bool_):
+      raise ValueError(f'ground truth {path}: annotator {a + 1} Boundaries has dtype '
+                       f'{m.dtype}; expected {expected}.')
+    if not np.isin(m, (0, 1)).all():
+      raise ValueError(f'ground truth {path}: annotator {a + 1} Boundaries holds values '
+                       f'other than 0 and 1; expected {expected}.')
+  if any(m.shape != raw[0].shape for m in raw):
+    raise ValueError(f'ground truth {path}: annotators differ in size '
+                     f'({sorted({m.shape for m in raw})}); expected {expected}.')
+  return [m.astype(bool) for m in raw]
 
 
-def load_dataset(pred_dir: str, gt_dir: str):
-  """Loads every `<id>.mat` of gt_dir and its `<id>.png` of pred_dir.
+def _listing(ids: Sequence[str], folder: str, ext: str, limit: int | None = 20) -> str:
+  """'a.png, b.png (in DIR)', cut after `limit` names."""
+  names = [i + ext for i in ids]
+  shown = names if limit is None else names[:limit]
+  more = f' and {len(names) - len(shown)} more' if len(names) > len(shown) else ''
+  return f'{", ".join(shown)}{more} (in {folder})'
 
-  Returns (predictions, ground_truth) dicts keyed by image id.
+
+def pair_files(pred_dir: str, gt_dir: str):
+  """Matches `<id>.mat` of gt_dir with `<id>.png` of pred_dir.
+
+  Returns (ids with both, ground-truth ids without a prediction, prediction ids
+  without a ground truth), each sorted.
   """
   if not os.path.isdir(gt_dir):
     raise FileNotFoundError(f'--gt-dir {gt_dir} is not a directory.')
   if not os.path.isdir(pred_dir):
     raise FileNotFoundError(f'--pred-dir {pred_dir} is not a directory.')
-  ids = sorted(f[:-4] for f in os.listdir(gt_dir) if f.endswith('.mat'))
-  if not ids:
+  gt_ids = {f[:-4] for f in os.listdir(gt_dir) if f.endswith('.mat')}
+  if not gt_ids:
     raise FileNotFoundError(f'no .mat ground truth in --gt-dir {gt_dir}.')
-  missing = [i for i in ids
-             if not os.path.isfile(os.path.join(pred_dir, i + '.png'))]
-  if missing:
+  pred_ids = {f[:-4] for f in os.listdir(pred_dir) if f.endswith('.png')}
+  return (sorted(gt_ids & pred_ids), sorted(gt_ids - pred_ids),
+          sorted(pred_ids - gt_ids))
+
+
+def load_dataset(pred_dir: str, gt_dir: str, intersection: bool = False):
+  """Loads every `<id>.mat` of gt_dir and its `<id>.png` of pred_dir.
+
+  A ground truth without prediction or a prediction without ground truth is an
+  error listing both kinds; with `intersection` only the pairs are scored and
+  the unpaired files are printed to stderr.
+
+  Returns (predictions, ground_truth) dicts keyed by image id.
+  """
+  ids, no_pred, no_gt = pair_files(pred_dir, gt_dir)
+  problems = []
+  if no_pred:
+    problems.append(f'{len(no_pred)} ground truth(s) have no prediction: missing '
+                    f'{_listing(no_pred, pred_dir, ".png", None if intersection else 20)}')
+  if no_gt:
+    problems.append(f'{len(no_gt)} prediction(s) have no ground truth: missing '
+                    f'{_listing(no_gt, gt_dir, ".mat", None if intersection else 20)}')
+  if problems and not intersection:
     raise FileNotFoundError(
-        f'missing prediction(s) {os.path.join(pred_dir, missing[0] + ".png")}'
-        f' ({len(missing)} of {len(ids)} ground-truth images have no PNG in '
-        f'--pred-dir).')
+        'predictions and ground truth do not pair up; ' + '; '.join(problems) +
+        '. Predict every ground-truth image and point --pred-dir/--gt-dir at matching '
+        'folders, or pass --intersection to score only the images that have both.')
+  for line in problems:
+    print(f'pixelnet-eval-boundaries: warning: --intersection: {line}; not scored.',
+          file=sys.stderr)
+  if not ids:
+    raise FileNotFoundError(f'no image has both a prediction in {pred_dir} and a ground '
+                            f'truth in {gt_dir}.')
   predictions, ground_truth = {}, {}
   for i in ids:
     png = os.path.join(pred_dir, i + '.png')
@@ -90,7 +177,7 @@ def load_dataset(pred_dir: str, gt_dir: str):
     gts = load_ground_truth(mat)
     if prob.shape != gts[0].shape:
       raise ValueError(f'size mismatch: {png} is {prob.shape} (rows, cols) but '
-                       f'{mat} is {gts[0].shape}.')
+                       f'{mat} is {gts[0].shape}; predict at the ground-truth size.')
     predictions[i] = prob
     ground_truth[i] = gts
   return predictions, ground_truth
@@ -165,6 +252,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                       help='apply the structured-edge NMS before thinning')
   parser.add_argument('--workers', type=int, default=1,
                       help='processes scoring images in parallel')
+  parser.add_argument('--intersection', action='store_true',
+                      help='score only images with both a prediction and a ground '
+                      'truth (default: unpaired files are an error); the unpaired '
+                      'files are still listed')
   parser.add_argument('--out', default='results.json',
                       help='results JSON; the tables and pr_curve.png go '
                       'next to it')
@@ -179,7 +270,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> dict:
   """Runs the benchmark; returns the results dict written to --out."""
   args = parse_args(argv)
-  predictions, ground_truth = load_dataset(args.pred_dir, args.gt_dir)
+  predictions, ground_truth = load_dataset(args.pred_dir, args.gt_dir,
+                                           intersection=args.intersection)
+  _, no_pred, no_gt = pair_files(args.pred_dir, args.gt_dir)
   scores = boundaries.evaluate_boundaries(
       predictions, ground_truth, num_thresholds=args.thresholds,
       nms=args.nms, workers=args.workers)
@@ -189,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
   results = scores.summary()
   results.update(
       num_images=len(scores.image_ids), num_thresholds=args.thresholds,
-      nms=args.nms,
+      nms=args.nms, unpaired_ground_truth=no_pred, unpaired_predictions=no_gt,
       per_threshold=[
           {'threshold': float(t), 'recall': float(r), 'precision': float(p),
            'f': float(f)} for t, r, p, f in zip(

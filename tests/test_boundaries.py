@@ -508,3 +508,165 @@ def test_api_rejects_missing_and_out_of_range_predictions():
     boundaries.evaluate_boundaries({'x': np.full((5, 5), 2.0)}, gt)
   with pytest.raises(ValueError, match='shape'):
     boundaries.evaluate_boundaries({'x': np.zeros((4, 5))}, gt)
+
+
+# ------------------------------------------------- bad prediction / .mat files
+
+
+def _gt_map(shape=(12, 16)):
+  bnd = np.zeros(shape, np.uint8)
+  bnd[shape[0] // 2] = 1
+  return bnd
+
+
+def test_truncated_or_corrupt_png_names_the_file_and_the_format(tmp_path):
+  pred_dir, gt_dir = _write_case(tmp_path, shape=(40, 50))
+  data = (pred_dir / 'a.png').read_bytes()
+  (pred_dir / 'a.png').write_bytes(data[:len(data) // 2])
+  with pytest.raises(ValueError, match=r'cannot read prediction .*a\.png: expected an '
+                     r'8-bit or 16-bit greyscale PNG'):
+    _run(pred_dir, gt_dir, tmp_path)
+  (pred_dir / 'a.png').write_bytes(b'\x89PNG\r\n\x1a\n garbage')
+  with pytest.raises(ValueError, match=r'a\.png'):
+    _run(pred_dir, gt_dir, tmp_path)
+
+
+def test_every_truncation_of_a_png_is_rejected_or_keeps_all_pixels(tmp_path):
+  rng = np.random.default_rng(0)
+  levels = rng.integers(0, 256, (9, 11)).astype(np.uint8)
+  full = tmp_path / 'full.png'
+  Image.fromarray(levels).save(full)
+  data = full.read_bytes()
+  cut = tmp_path / 'cut.png'
+  for n in range(1, len(data)):
+    cut.write_bytes(data[:n])
+    try:
+      prob = eval_boundaries.load_prediction(str(cut))
+    except ValueError as e:
+      assert 'cut.png' in str(e)
+    else:  # Only the trailing IEND chunk may be lost: the pixels must be intact.
+      assert n >= len(data) - 12
+      np.testing.assert_array_equal(prob, levels / 255.0)
+
+
+def test_rgb_png_is_grey_when_channels_agree_and_an_error_otherwise(tmp_path):
+  pred_dir, gt_dir = _write_case(tmp_path)
+  grey = np.asarray(Image.open(pred_dir / 'a.png'))
+  Image.fromarray(np.stack([grey] * 3, -1)).save(pred_dir / 'a.png')
+  assert Image.open(pred_dir / 'a.png').mode == 'RGB'
+  np.testing.assert_array_equal(
+      eval_boundaries.load_prediction(str(pred_dir / 'a.png')), grey / 255.0)
+  assert _run(pred_dir, gt_dir, tmp_path)['ods_f'] == pytest.approx(1.0)
+  colour = np.stack([grey, grey, grey], -1)
+  colour[0, 0, 1] ^= 1
+  Image.fromarray(colour).save(pred_dir / 'a.png')
+  with pytest.raises(ValueError, match=r'a\.png is an RGB PNG whose channels differ'):
+    _run(pred_dir, gt_dir, tmp_path)
+
+
+def test_16_bit_png_reads_as_value_over_65535(tmp_path):
+  levels = np.array([[0, 1, 32768, 65535]], np.uint16)
+  path = tmp_path / 'p.png'
+  Image.fromarray(levels).save(path)
+  assert Image.open(path).mode.startswith('I')
+  np.testing.assert_array_equal(eval_boundaries.load_prediction(str(path)),
+                                levels / 65535.0)
+  # The same map at 8 and 16 bits scores the same.
+  pred_dir, gt_dir = _write_case(tmp_path)
+  eight = _run(pred_dir, gt_dir, tmp_path)
+  for i in ('a', 'b'):
+    grey = np.asarray(Image.open(pred_dir / f'{i}.png')).astype(np.uint16) * 257
+    Image.fromarray(grey).save(pred_dir / f'{i}.png')
+  sixteen = _run(pred_dir, gt_dir, tmp_path)
+  assert sixteen['ods_f'] == eight['ods_f'] and sixteen['ap'] == eight['ap']
+
+
+@pytest.mark.parametrize('mode', ['LA', 'RGBA', 'P', '1'])
+def test_other_png_modes_are_rejected_naming_the_mode(tmp_path, mode):
+  path = tmp_path / 'p.png'
+  Image.new(mode, (4, 3)).save(path)
+  with pytest.raises(ValueError, match=rf'p\.png must be .*greyscale PNG.*got mode {mode}'):
+    eval_boundaries.load_prediction(str(path))
+
+
+def test_a_jpeg_named_png_is_rejected(tmp_path):
+  path = tmp_path / 'p.png'
+  Image.new('L', (4, 3)).save(path, format='JPEG')
+  with pytest.raises(ValueError, match=r'p\.png is a JPEG file; expected'):
+    eval_boundaries.load_prediction(str(path))
+
+
+def _save_mat(path, cells):
+  cell = np.empty((1, len(cells)), dtype=object)
+  for a, c in enumerate(cells):
+    cell[0, a] = c
+  scipy.io.savemat(path, {'groundTruth': cell})
+
+
+@pytest.mark.parametrize('write,match', [
+    (lambda p: scipy.io.savemat(p, {'gt': _gt_map()}),
+     r"no groundTruth variable \(it holds \['gt'\]\)"),
+    (lambda p: (scipy.io.savemat(p, {'groundTruth': _gt_map()})),
+     'not a cell of structs with Boundaries'),
+    (lambda p: _save_mat(p, [{'Segmentation': _gt_map()}]),
+     'not a cell of structs with Boundaries'),
+    (lambda p: _save_mat(p, [{'Boundaries': np.zeros((2, 12, 16), np.uint8)}]),
+     r'annotator 1 Boundaries has shape \(2, 12, 16\)'),
+    (lambda p: _save_mat(p, [{'Boundaries': 'edges'}]), 'annotator 1 Boundaries'),
+    (lambda p: _save_mat(p, [{'Boundaries': _gt_map()}, {'Boundaries': _gt_map() * 2}]),
+     'annotator 2 Boundaries holds values other than 0 and 1'),
+    (lambda p: _save_mat(p, [{'Boundaries': _gt_map()}, {'Boundaries': _gt_map((12, 15))}]),
+     'annotators differ in size'),
+    (lambda p: scipy.io.savemat(p, {'groundTruth': np.empty((1, 0), dtype=object)}),
+     'holds no annotator'),
+    (lambda p: p.write_bytes(scipy.io.savemat.__doc__.encode()[:200]),
+     'cannot read ground truth'),
+])
+def test_bad_mat_names_the_file_and_what_was_expected(tmp_path, write, match):
+  pred_dir, gt_dir = _write_case(tmp_path)
+  write(gt_dir / 'b.mat')
+  with pytest.raises(ValueError, match=r'ground truth .*b\.mat'):
+    _run(pred_dir, gt_dir, tmp_path)
+  with pytest.raises(ValueError, match=match):
+    eval_boundaries.load_ground_truth(str(gt_dir / 'b.mat'))
+
+
+def test_unpaired_files_are_an_error_listing_both_kinds(tmp_path):
+  pred_dir, gt_dir = _write_case(tmp_path, ids=('a', 'b', 'c'))
+  os.remove(pred_dir / 'b.png')
+  os.remove(gt_dir / 'c.mat')
+  Image.fromarray(np.zeros((12, 16), np.uint8)).save(pred_dir / 'zz.png')
+  with pytest.raises(FileNotFoundError) as info:
+    _run(pred_dir, gt_dir, tmp_path)
+  message = str(info.value)
+  assert '1 ground truth(s) have no prediction: missing b.png' in message
+  assert '2 prediction(s) have no ground truth: missing c.mat, zz.mat' in message
+  assert '--intersection' in message
+
+
+def test_intersection_scores_the_pairs_and_still_lists_the_rest(tmp_path, capsys):
+  pred_dir, gt_dir = _write_case(tmp_path, ids=('a', 'b', 'c'))
+  os.remove(pred_dir / 'b.png')
+  os.remove(gt_dir / 'c.mat')
+  results = eval_boundaries.main(['--pred-dir', str(pred_dir), '--gt-dir', str(gt_dir),
+                                  '--thresholds', '3', '--intersection',
+                                  '--out', str(tmp_path / 'r.json')])
+  err = capsys.readouterr().err
+  assert 'have no prediction: missing b.png' in err
+  assert 'have no ground truth: missing c.mat' in err
+  assert results['num_images'] == 1 and [r['id'] for r in results['per_image']] == ['a']
+  assert results['unpaired_ground_truth'] == ['b']
+  assert results['unpaired_predictions'] == ['c']
+  os.remove(pred_dir / 'a.png')
+  with pytest.raises(FileNotFoundError, match='no image has both'):
+    eval_boundaries.load_dataset(str(pred_dir), str(gt_dir), intersection=True)
+
+
+def test_api_rejects_predictions_without_ground_truth_unless_intersection():
+  gt = {'x': [np.eye(5, dtype=bool)]}
+  preds = {'x': np.eye(5), 'y': np.eye(5)}
+  with pytest.raises(KeyError, match=r"no ground truth for predicted image\(s\) \['y'\]"):
+    boundaries.evaluate_boundaries(preds, gt, num_thresholds=3)
+  with pytest.warns(UserWarning, match="'y'"):
+    scores = boundaries.evaluate_boundaries(preds, gt, num_thresholds=3, intersection=True)
+  assert scores.image_ids == ('x',) and scores.ods_f == pytest.approx(1.0)

@@ -41,6 +41,7 @@ import concurrent.futures
 import dataclasses
 import math
 from typing import Mapping, Sequence
+import warnings
 
 import numpy as np
 from scipy import ndimage
@@ -592,7 +593,8 @@ def evaluate_boundaries(predictions: Mapping[str, np.ndarray],
                         workers: int = 1,
                         max_dist: float = MAX_DIST,
                         matcher: str = 'optimal',
-                        seed: int = 0) -> BoundaryScores:
+                        seed: int = 0,
+                        intersection: bool = False) -> BoundaryScores:
   """Scores edge probability maps against BSDS-style ground truth.
 
   Args:
@@ -607,16 +609,32 @@ def evaluate_boundaries(predictions: Mapping[str, np.ndarray],
       graph); see the module docstring.
     seed: erand48 seed of the official matcher; image k (sorted order) uses
       its own stream, so scores do not depend on `workers`.
+    intersection: score only the ids present in both mappings (a warning
+      lists the others); by default an id in only one of them is a KeyError
+      listing both kinds, since it usually means mismatched inputs.
   Returns:
     `BoundaryScores`; images are scored in sorted id order (the benchmark's
     file order).
   """
-  missing = sorted(set(ground_truth) - set(predictions))
-  if missing:
-    raise KeyError(f'no prediction for ground-truth image(s) {missing[:5]} '
-                   f'({len(missing)} missing); predict every image.')
+  no_pred = sorted(set(ground_truth) - set(predictions))
+  no_gt = sorted(set(predictions) - set(ground_truth))
+  problems = []
+  if no_pred:
+    problems.append(f'no prediction for ground-truth image(s) {no_pred[:20]} '
+                    f'({len(no_pred)} missing)')
+  if no_gt:
+    problems.append(f'no ground truth for predicted image(s) {no_gt[:20]} '
+                    f'({len(no_gt)} extra)')
+  if problems and not intersection:
+    raise KeyError('; '.join(problems) + '; predict every ground-truth image and '
+                   'nothing else, or pass intersection=True.')
+  if problems:
+    warnings.warn('scoring only images with both a prediction and a ground truth: ' +
+                  '; '.join(problems) + '.', stacklevel=2)
   _check_matcher(matcher)
-  ids = sorted(ground_truth)
+  ids = sorted(set(ground_truth) & set(predictions))
+  if not ids:
+    raise ValueError('no image has both a prediction and a ground truth.')
   thresh = thresholds(num_thresholds)
   jobs = []
   for image_id in ids:
