@@ -38,9 +38,11 @@ def _make_manual_dir(data_root: pathlib.Path, target: pathlib.Path) -> pathlib.P
 def tiny(tmp_path_factory):
   """(manual_dir, data_dir) of a built tiny BSDS500; skips without the shared data."""
   path = os.environ.get('PIXELNET_TEST_DATA')
-  if not path or not os.path.isdir(path):
+  if not path:
     pytest.skip('PIXELNET_TEST_DATA is not set (point it at the shared data samples, '
                 'e.g. ../shared/data).')
+  if not os.path.isdir(path):  # As conftest's test_data_dir: a wrong path must not skip.
+    pytest.fail(f'PIXELNET_TEST_DATA={path} is set but is not a directory.', pytrace=False)
   data_root = pathlib.Path(path) / 'BSR' / 'BSDS500' / 'data'
   if not data_root.is_dir():
     pytest.skip(f'No BSDS500 sample under {path}.')
@@ -185,3 +187,99 @@ def test_registry_builds_procedural_source():
   from pixelnet_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   batch = next(pipeline.make_train_iterator(source, 2, 48, seed=0))
   assert batch['image'].shape == (2, 48, 48, 3) and batch['valid'].all()
+
+
+# ---------------------------------------------------------------------------------------
+# Damaged files: errors name the file and what was expected (synthetic, no shared data).
+
+
+def _synthetic_manual_dir(root: pathlib.Path, shape=(20, 30), gt_shape=None):
+  """root/BSR/BSDS500/data with one train image 'x' (JPEG) and its .mat."""
+  data = root / 'BSR' / 'BSDS500' / 'data'
+  (data / 'images' / 'train').mkdir(parents=True)
+  (data / 'groundTruth' / 'train').mkdir(parents=True)
+  rng = np.random.default_rng(0)
+  Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8)).save(
+      data / 'images' / 'train' / 'x.jpg')
+  gt_shape = gt_shape or shape
+  _save_gt(data / 'groundTruth' / 'train' / 'x.mat',
+           [{'Boundaries': np.eye(*gt_shape, dtype=np.uint8),
+             'Segmentation': np.ones(gt_shape, np.uint16)}] * 2)
+  return root, data / 'images' / 'train' / 'x.jpg', data / 'groundTruth' / 'train' / 'x.mat'
+
+
+def _save_gt(path, structs):
+  cell = np.empty((1, len(structs)), dtype=object)
+  for a, struct in enumerate(structs):
+    cell[0, a] = struct
+  scipy.io.savemat(path, {'groundTruth': cell})
+
+
+def test_synthetic_folder_reads_back(tmp_path):
+  manual, _, _ = _synthetic_manual_dir(tmp_path)
+  example = bsds500.Bsds500FolderSource('train', manual)[0]
+  assert example['image'].shape == (20, 30, 3) and example['boundaries'].shape == (2, 20, 30)
+  np.testing.assert_array_equal(example['edges'], np.eye(20, 30))
+
+
+@pytest.mark.parametrize('damage', ['truncated', 'garbage', 'empty'])
+def test_damaged_jpeg_names_the_file_in_the_folder_source_and_the_build(tmp_path, damage):
+  manual, image_path, _ = _synthetic_manual_dir(tmp_path / 'm')
+  data = image_path.read_bytes()
+  image_path.write_bytes({'truncated': data[:len(data) // 2], 'garbage': b'not a jpeg',
+                          'empty': b''}[damage])
+  pattern = rf'BSDS500 image {image_path}: cannot decode it; expected a complete JPEG'
+  with pytest.raises(ValueError, match=pattern):
+    bsds500.Bsds500FolderSource('train', manual)[0]
+  with pytest.raises(ValueError, match=pattern):
+    bsds500.build(tmp_path / 'tfds', manual)
+
+
+def test_decode_image_names_the_source():
+  with pytest.raises(ValueError, match=r"BSDS500 image '42' of split 'val': cannot decode"):
+    bsds500.decode_image(b'\xff\xd8\xff', "'42' of split 'val'")
+
+
+_B = np.eye(20, 30, dtype=np.uint8)
+_S = np.ones((20, 30), np.uint16)
+
+
+@pytest.mark.parametrize('write,match', [
+    (lambda p: p.write_bytes(b'MATLAB 5.0 MAT-file, but cut short'), 'cannot read the file'),
+    (lambda p: scipy.io.savemat(p, {'gt': _B}), r"no groundTruth variable \(it holds \['gt'\]\)"),
+    (lambda p: scipy.io.savemat(p, {'groundTruth': np.empty((1, 0), object)}),
+     r'groundTruth has shape \(1, 0\)'),
+    (lambda p: scipy.io.savemat(p, {'groundTruth': _B}), r'groundTruth has shape \(20, 30\)'),
+    (lambda p: scipy.io.savemat(p, {'groundTruth': np.ones((1, 2))}),
+     'groundTruth is not a cell of structs with Boundaries and Segmentation'),
+    (lambda p: _save_gt(p, [{'Boundaries': _B}]),
+     'groundTruth is not a cell of structs with Boundaries and Segmentation'),
+    (lambda p: _save_gt(p, [{'Boundaries': _B[None], 'Segmentation': _S}]),
+     r'annotator 1 Boundaries has shape \(1, 20, 30\)'),
+    (lambda p: _save_gt(p, [{'Boundaries': _B, 'Segmentation': _S},
+                            {'Boundaries': _B, 'Segmentation': _S[:, :29]}]),
+     r'annotator 2 Segmentation has shape \(20, 29\) \(annotator 1 Boundaries: \(20, 30\)\)'),
+    (lambda p: _save_gt(p, [{'Boundaries': 'edges', 'Segmentation': _S}]),
+     'annotator 1 Boundaries'),
+    (lambda p: _save_gt(p, [{'Boundaries': _B * 3, 'Segmentation': _S}]),
+     'annotator 1 Boundaries holds values other than 0 and 1'),
+    (lambda p: _save_gt(p, [{'Boundaries': _B, 'Segmentation': _S - 2.5}]),
+     'annotator 1 Segmentation holds values that are not uint16 ids'),
+])
+def test_bad_ground_truth_names_the_file_and_what_was_expected(tmp_path, write, match):
+  manual, _, gt_path = _synthetic_manual_dir(tmp_path)
+  write(gt_path)
+  with pytest.raises(ValueError, match=rf'BSDS500 ground truth {gt_path}: {match}'):
+    bsds500.read_ground_truth(gt_path)
+  with pytest.raises(ValueError, match='expected a BSDS .mat with a 1 x A groundTruth cell'):
+    bsds500.Bsds500FolderSource('train', manual)[0]
+
+
+def test_ground_truth_of_another_size_than_the_image_names_both_files(tmp_path):
+  manual, image_path, gt_path = _synthetic_manual_dir(tmp_path / 'm', gt_shape=(30, 20))
+  pattern = (rf'BSDS500 image {image_path} is \(20, 30\) \(rows, cols\) but its ground truth '
+             rf'{gt_path} is \(30, 20\)')
+  with pytest.raises(ValueError, match=pattern):
+    bsds500.Bsds500FolderSource('train', manual)[0]
+  with pytest.raises(ValueError, match=pattern):
+    bsds500.build(tmp_path / 'tfds', manual)

@@ -124,25 +124,72 @@ def list_split(data_root: os.PathLike | str,
   return files
 
 
-def decode_image(data: bytes) -> np.ndarray:
-  """JPEG/PNG bytes -> image [H, W, 3] uint8 RGB (PIL, the one decoder used everywhere)."""
-  with Image.open(io.BytesIO(data)) as image:
-    return np.asarray(image.convert('RGB'), dtype=np.uint8)
+def decode_image(data: bytes, source: str = 'image bytes') -> np.ndarray:
+  """JPEG/PNG bytes -> image [H, W, 3] uint8 RGB (PIL, the one decoder used everywhere).
+
+  `source` (the file or record) names a corrupt or truncated image in the error.
+  """
+  try:
+    with Image.open(io.BytesIO(data)) as image:
+      return np.asarray(image.convert('RGB'), dtype=np.uint8)
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f'BSDS500 image {source}: cannot decode it; expected a complete JPEG '
+                     f'({type(e).__name__}: {e}).') from e
+
+
+_GT_EXPECTED = ('a BSDS .mat with a 1 x A groundTruth cell of structs, each holding '
+                '[H, W] Boundaries (0/1) and Segmentation (region ids) of one size')
 
 
 def read_ground_truth(path: os.PathLike | str) -> tuple[np.ndarray, np.ndarray]:
-  """Reads a BSDS `.mat` file.
+  """Reads a BSDS `.mat` file; a damaged or malformed file is a ValueError naming it.
 
   Returns:
     boundaries [A, H, W] uint8 (0/1) and segmentations [A, H, W] uint16, one per
     annotator, in the file's order.
   """
-  cells = scipy.io.loadmat(os.fspath(path))['groundTruth']  # 1 x A cell of structs
-  annotations = [cells[0, a] for a in range(cells.shape[1])]
-  boundaries = np.stack([np.asarray(s['Boundaries'][0, 0], np.uint8) for s in annotations])
-  segmentations = np.stack(
-      [np.asarray(s['Segmentation'][0, 0], np.uint16) for s in annotations])
-  return boundaries, segmentations
+  def bad(what: str, cause: Exception | None = None) -> ValueError:
+    detail = f' ({type(cause).__name__}: {cause})' if cause else ''
+    return ValueError(f'BSDS500 ground truth {os.fspath(path)}: {what}; expected '
+                      f'{_GT_EXPECTED}{detail}.')
+
+  try:
+    mat = scipy.io.loadmat(os.fspath(path))
+  except Exception as e:  # pylint: disable=broad-except
+    raise bad('cannot read the file', e) from e
+  if 'groundTruth' not in mat:
+    raise bad(f'no groundTruth variable (it holds '
+              f'{sorted(k for k in mat if not k.startswith("__"))})')
+  cells = mat['groundTruth']  # 1 x A cell of structs
+  if cells.ndim != 2 or cells.shape[0] != 1 or cells.shape[1] < 1:
+    raise bad(f'groundTruth has shape {cells.shape}')
+  try:
+    annotations = [cells[0, a] for a in range(cells.shape[1])]
+    raw_b = [np.asarray(s['Boundaries'][0, 0]) for s in annotations]
+    raw_s = [np.asarray(s['Segmentation'][0, 0]) for s in annotations]
+  except Exception as e:  # pylint: disable=broad-except
+    raise bad('groundTruth is not a cell of structs with Boundaries and Segmentation',
+              e) from e
+  shape = raw_b[0].shape
+  for a, (b, seg) in enumerate(zip(raw_b, raw_s)):
+    for name, m in (('Boundaries', b), ('Segmentation', seg)):
+      if m.ndim != 2 or m.shape != shape or not m.size:
+        raise bad(f'annotator {a + 1} {name} has shape {m.shape} (annotator 1 Boundaries: '
+                  f'{shape})')
+      if not (np.issubdtype(m.dtype, np.number) or m.dtype == np.bool_):
+        raise bad(f'annotator {a + 1} {name} has dtype {m.dtype}')
+    if not np.isin(b, (0, 1)).all():
+      raise bad(f'annotator {a + 1} Boundaries holds values other than 0 and 1')
+    if seg.min() < 0 or seg.max() > np.iinfo(np.uint16).max or (seg != np.round(seg)).any():
+      raise bad(f'annotator {a + 1} Segmentation holds values that are not uint16 ids')
+  return np.stack(raw_b).astype(np.uint8), np.stack(raw_s).astype(np.uint16)
+
+
+def _check_sizes(image_shape, boundaries: np.ndarray, image_path, gt_path) -> None:
+  if tuple(image_shape[:2]) != boundaries.shape[1:]:
+    raise ValueError(f'BSDS500 image {os.fspath(image_path)} is {tuple(image_shape[:2])} '
+                     f'(rows, cols) but its ground truth {os.fspath(gt_path)} is '
+                     f'{boundaries.shape[1:]}; expected the same size.')
 
 
 def make_example(image: np.ndarray, boundaries: np.ndarray, segmentations: np.ndarray,
@@ -263,8 +310,11 @@ class Bsds500(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, root: pathlib.Path, split: str) -> Iterator[tuple[str, dict]]:
     for example_id, image_path, gt_path in list_split(root, split):
       boundaries, segmentations = read_ground_truth(gt_path)
+      data = image_path.read_bytes()
+      # Decoded once only to check it: a damaged file fails here, named, not at read time.
+      _check_sizes(decode_image(data, str(image_path)).shape, boundaries, image_path, gt_path)
       yield example_id, {
-          'image': image_path.read_bytes(),  # the JPEG as is: no TensorFlow encoder needed
+          'image': data,  # the JPEG as is: no TensorFlow encoder needed
           'boundaries': boundaries,
           'segmentations': segmentations,
           'id': example_id,
@@ -321,7 +371,11 @@ class Bsds500Source:
 
   def __getitem__(self, index: int) -> dict[str, Any]:
     record = self._records[index]
-    return make_example(decode_image(record['image']), record['boundaries'],
+    record_id = record['id']
+    if isinstance(record_id, bytes):
+      record_id = record_id.decode('utf-8')
+    source = f'{record_id!r} of split {self.split!r}'
+    return make_example(decode_image(record['image'], source), record['boundaries'],
                         record['segmentations'], record['id'])
 
   def __repr__(self) -> str:
@@ -344,8 +398,9 @@ class Bsds500FolderSource:
   def __getitem__(self, index: int) -> dict[str, Any]:
     example_id, image_path, gt_path = self._files[index]
     boundaries, segmentations = read_ground_truth(gt_path)
-    return make_example(decode_image(image_path.read_bytes()), boundaries, segmentations,
-                        example_id)
+    image = decode_image(image_path.read_bytes(), str(image_path))
+    _check_sizes(image.shape, boundaries, image_path, gt_path)
+    return make_example(image, boundaries, segmentations, example_id)
 
   def __repr__(self) -> str:
     return f'Bsds500FolderSource(split={self.split!r}, len={len(self)})'
