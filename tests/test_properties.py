@@ -9,7 +9,7 @@ derandomized, so CI tries the same examples every run).
 import jax
 import jax.numpy as jnp
 import numpy as np
-from hypothesis import assume, given, strategies as st
+from hypothesis import assume, example, given, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from pixelnet_jax import hypercolumn, sampling
@@ -32,8 +32,8 @@ def masks(draw, shape=None):
   """[H, W] bool: empty, full, a single pixel, or arbitrary."""
   shape = shape or draw(st.sampled_from(SHAPES))
   kind = draw(st.sampled_from(["empty", "full", "single", "any"]))
-  if kind == "any":
-    return draw(hnp.arrays(np.bool_, shape))
+  if kind == "any":  # fill=nothing: every pixel drawn, not mostly one fill value
+    return draw(hnp.arrays(np.bool_, shape, fill=st.nothing()))
   mask = np.full(shape, kind == "full")
   if kind == "single":
     mask[draw(st.integers(0, shape[0] - 1)), draw(st.integers(0, shape[1] - 1))] = True
@@ -49,12 +49,13 @@ def strata_maps(draw, num_strata):
     return np.full(shape, draw(st.sampled_from([-1, num_strata])), np.int32)
   if kind == "one stratum":
     return np.full(shape, draw(st.integers(0, num_strata - 1)), np.int32)
-  return draw(hnp.arrays(np.int32, shape, elements=st.integers(-2, num_strata + 1)))
+  return draw(hnp.arrays(np.int32, shape, elements=st.integers(-2, num_strata + 1),
+                         fill=st.nothing()))
 
 
 def fractions(num_strata):
   """Non-negative fractions summing to 1 (zeros included)."""
-  weights = st.lists(st.sampled_from([0.0, 1e-3, 0.1, 0.3, 1.0, 7.0]),
+  weights = st.lists(st.sampled_from([0.0, 1e-3, 1.0, 3.0]),
                      min_size=num_strata, max_size=num_strata)
   return weights.filter(lambda w: sum(w) > 0).map(
       lambda w: (np.asarray(w) / np.sum(w)).astype(np.float32))
@@ -101,11 +102,20 @@ def test_uniform_points_lie_in_the_mask_and_mask_is_false_only_without_valid_pix
   assert len(distinct) == min(num_points, count)
 
 
-@given(key=keys, data=st.data(), num_strata=st.sampled_from([1, 3]),
-       num_points=st.sampled_from(NUM_POINTS))
-def test_stratified_counts_follow_the_documented_quotas(key, data, num_strata, num_points):
-  strata = data.draw(strata_maps(num_strata))
-  fracs = data.draw(fractions(num_strata))
+@st.composite
+def stratified_cases(draw):
+  """(strata, fractions, num_strata, num_points)."""
+  num_strata = draw(st.sampled_from([1, 3]))
+  return (draw(strata_maps(num_strata)), draw(fractions(num_strata)), num_strata,
+          draw(st.sampled_from(NUM_POINTS)))
+
+
+# Whole shares next to a present stratum with fraction 0: no point may go to the latter.
+@example(key=jax.random.key(0), case=(np.arange(12, dtype=np.int32).reshape(4, 3) % 3,
+                                      np.float32([0.5, 0.5, 0.0]), 3, 40))
+@given(key=keys, case=stratified_cases())
+def test_stratified_counts_follow_the_documented_quotas(key, case):
+  strata, fracs, num_strata, num_points = case
   sample = _stratified(key, jnp.asarray(strata), num_points, num_strata, jnp.asarray(fracs))
   _check_static(sample, num_points)
   coords, mask = np.asarray(sample.coords), np.asarray(sample.mask)
@@ -122,8 +132,11 @@ def test_stratified_counts_follow_the_documented_quotas(key, data, num_strata, n
   exact = _expected_quotas(counts, fracs, num_points)
   assert quotas.sum() == num_points
   assert (quotas[counts == 0] == 0).all()
-  # Largest remainder: each stratum gets its exact share rounded down or up.
-  assert (np.abs(quotas - exact) < 1 + 1e-4).all(), (quotas, exact)
+  # Largest remainder: each stratum gets its exact share rounded down or up, and exactly
+  # its share when that is a whole number (up to float32 rounding of the shares).
+  whole = np.abs(exact - np.round(exact)) < 1e-3
+  assert (quotas[whole] == np.round(exact[whole])).all(), (quotas, exact)
+  assert (np.abs(quotas - exact)[~whole] < 1).all(), (quotas, exact)
   for s in range(num_strata):  # each stratum: distinct pixels while they last
     picked = coords[got == s]
     assert len(set(_rows(picked))) == min(quotas[s], counts[s])
@@ -135,7 +148,7 @@ def test_stratified_counts_follow_the_documented_quotas(key, data, num_strata, n
 def test_hard_pixels_stay_valid_and_put_the_highest_scores_first(
     key, valid, data, num_points, oversample, importance):
   scores = data.draw(hnp.arrays(np.float32, valid.shape,
-                                elements=st.floats(-5, 5, width=32)))
+                                elements=st.floats(-5, 5, width=32, allow_subnormal=False)))
   sample = _hard(key, jnp.asarray(scores), num_points, oversample, importance,
                  jnp.asarray(valid))
   _check_static(sample, num_points)
@@ -185,9 +198,11 @@ def _tent_read(fmap, points, stride):
 
 
 def feature_maps(shape=None):
+  """[h, w, C] float32 maps. No subnormals: XLA on CPU flushes them to zero (found by the
+  "dev" profile: a 1e-45 map read as 0), which is XLA's arithmetic, not the reader's."""
   shape_st = st.just(shape) if shape else st.sampled_from(MAP_SHAPES)
   return shape_st.flatmap(lambda s: hnp.arrays(
-      np.float32, s, elements=st.floats(-4, 4, width=32)))
+      np.float32, s, elements=st.floats(-4, 4, width=32, allow_subnormal=False)))
 
 
 def points(extent=40.0):
