@@ -29,50 +29,53 @@ import argparse
 import json
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image
-from PIL import ImageDraw
+from PIL import Image, ImageDraw
 
 from pixelnet_jax.metrics import boundaries
 
-
-_PRED_EXPECTED = ('an 8-bit or 16-bit greyscale PNG (or an RGB PNG with three equal '
-                  'channels)')
+_PRED_EXPECTED = "an 8-bit or 16-bit greyscale PNG (or an RGB PNG with three equal channels)"
 
 
 def load_prediction(path: str) -> np.ndarray:
   """Reads a PNG edge map (see the module docstring). Returns [H, W] float64 in [0, 1]."""
   if not os.path.isfile(path):
-    raise FileNotFoundError(f'prediction {path} not found: every ground-truth '
-                            f'image needs a <id>.png edge map in --pred-dir.')
+    raise FileNotFoundError(
+      f"prediction {path} not found: every ground-truth "
+      f"image needs a <id>.png edge map in --pred-dir."
+    )
   try:
     with Image.open(path) as im:
       fmt = im.format
-      if fmt == 'PNG':
+      if fmt == "PNG":
         im.verify()  # CRCs and chunk structure: catches most truncated or damaged files.
     with Image.open(path) as im:
       mode = im.mode
       arr = np.asarray(im)  # Decodes everything: a truncated stream raises here.
   except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f'cannot read prediction {path}: expected {_PRED_EXPECTED} '
-                     f'({type(e).__name__}: {e}).') from e
-  if fmt != 'PNG':
-    raise ValueError(f'prediction {path} is a {fmt} file; expected {_PRED_EXPECTED}.')
-  if mode == 'L' and arr.dtype == np.uint8 and arr.ndim == 2:
+    raise ValueError(
+      f"cannot read prediction {path}: expected {_PRED_EXPECTED} ({type(e).__name__}: {e})."
+    ) from e
+  if fmt != "PNG":
+    raise ValueError(f"prediction {path} is a {fmt} file; expected {_PRED_EXPECTED}.")
+  if mode == "L" and arr.dtype == np.uint8 and arr.ndim == 2:
     return arr.astype(np.float64) / 255.0
-  if mode.startswith('I') and arr.ndim == 2:  # 16-bit greyscale: I;16 (or I in old Pillow)
+  if mode.startswith("I") and arr.ndim == 2:  # 16-bit greyscale: I;16 (or I in old Pillow)
     if arr.size and (arr.min() < 0 or arr.max() > 65535):
-      raise ValueError(f'prediction {path}: 16-bit PNG holds values outside [0, 65535].')
+      raise ValueError(f"prediction {path}: 16-bit PNG holds values outside [0, 65535].")
     return arr.astype(np.float64) / 65535.0
-  if mode == 'RGB' and arr.ndim == 3 and arr.shape[2] == 3:
+  if mode == "RGB" and arr.ndim == 3 and arr.shape[2] == 3:
     if not ((arr[..., 0] == arr[..., 1]) & (arr[..., 1] == arr[..., 2])).all():
-      raise ValueError(f'prediction {path} is an RGB PNG whose channels differ; expected '
-                       f'{_PRED_EXPECTED} (save the edge probability as one grey channel).')
+      raise ValueError(
+        f"prediction {path} is an RGB PNG whose channels differ; expected "
+        f"{_PRED_EXPECTED} (save the edge probability as one grey channel)."
+      )
     return arr[..., 0].astype(np.float64) / 255.0
-  raise ValueError(f'prediction {path} must be {_PRED_EXPECTED}, got mode {mode} with '
-                   f'shape {arr.shape}.')
+  raise ValueError(
+    f"prediction {path} must be {_PRED_EXPECTED}, got mode {mode} with shape {arr.shape}."
+  )
 
 
 def load_ground_truth(path: str) -> list[np.ndarray]:
@@ -81,37 +84,51 @@ def load_ground_truth(path: str) -> list[np.ndarray]:
   Returns the annotators' [H, W] bool boundary maps.
   """
   import scipy.io  # pylint: disable=g-import-not-at-top
-  expected = ('a BSDS .mat with a groundTruth cell of structs holding [H, W] 0/1 '
-              'Boundaries maps of one size')
+
+  expected = (
+    "a BSDS .mat with a groundTruth cell of structs holding [H, W] 0/1 Boundaries maps of one size"
+  )
   try:
     mat = scipy.io.loadmat(path)
   except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f'cannot read ground truth {path}: expected {expected} '
-                     f'({type(e).__name__}: {e}).') from e
-  if 'groundTruth' not in mat:
-    names = sorted(k for k in mat if not k.startswith('__'))
-    raise ValueError(f'ground truth {path} has no groundTruth variable (it holds '
-                     f'{names}); expected {expected}.')
+    raise ValueError(
+      f"cannot read ground truth {path}: expected {expected} ({type(e).__name__}: {e})."
+    ) from e
+  if "groundTruth" not in mat:
+    names = sorted(k for k in mat if not k.startswith("__"))
+    raise ValueError(
+      f"ground truth {path} has no groundTruth variable (it holds {names}); expected {expected}."
+    )
   try:
-    raw = [np.asarray(c['Boundaries'][0, 0]) for c in np.ravel(mat['groundTruth'])]
+    raw = [np.asarray(c["Boundaries"][0, 0]) for c in np.ravel(mat["groundTruth"])]
   except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f'ground truth {path}: groundTruth is not a cell of structs with '
-                     f'Boundaries; expected {expected} ({type(e).__name__}: {e}).') from e
+    raise ValueError(
+      f"ground truth {path}: groundTruth is not a cell of structs with "
+      f"Boundaries; expected {expected} ({type(e).__name__}: {e})."
+    ) from e
   if not raw:
-    raise ValueError(f'ground truth {path} holds no annotator; expected {expected}.')
+    raise ValueError(f"ground truth {path} holds no annotator; expected {expected}.")
   for a, m in enumerate(raw):
     if m.ndim != 2 or not m.size:
-      raise ValueError(f'ground truth {path}: annotator {a + 1} Boundaries has shape '
-                       f'{m.shape}; expected {expected}.')
+      raise ValueError(
+        f"ground truth {path}: annotator {a + 1} Boundaries has shape "
+        f"{m.shape}; expected {expected}."
+      )
     if not (np.issubdtype(m.dtype, np.number) or m.dtype == np.bool_):
-      raise ValueError(f'ground truth {path}: annotator {a + 1} Boundaries has dtype '
-                       f'{m.dtype}; expected {expected}.')
+      raise ValueError(
+        f"ground truth {path}: annotator {a + 1} Boundaries has dtype "
+        f"{m.dtype}; expected {expected}."
+      )
     if not np.isin(m, (0, 1)).all():
-      raise ValueError(f'ground truth {path}: annotator {a + 1} Boundaries holds values '
-                       f'other than 0 and 1; expected {expected}.')
+      raise ValueError(
+        f"ground truth {path}: annotator {a + 1} Boundaries holds values "
+        f"other than 0 and 1; expected {expected}."
+      )
   if any(m.shape != raw[0].shape for m in raw):
-    raise ValueError(f'ground truth {path}: annotators differ in size '
-                     f'({sorted({m.shape for m in raw})}); expected {expected}.')
+    raise ValueError(
+      f"ground truth {path}: annotators differ in size "
+      f"({sorted({m.shape for m in raw})}); expected {expected}."
+    )
   return [m.astype(bool) for m in raw]
 
 
@@ -119,8 +136,8 @@ def _listing(ids: Sequence[str], folder: str, ext: str, limit: int | None = 20) 
   """'a.png, b.png (in DIR)', cut after `limit` names."""
   names = [i + ext for i in ids]
   shown = names if limit is None else names[:limit]
-  more = f' and {len(names) - len(shown)} more' if len(names) > len(shown) else ''
-  return f'{", ".join(shown)}{more} (in {folder})'
+  more = f" and {len(names) - len(shown)} more" if len(names) > len(shown) else ""
+  return f"{', '.join(shown)}{more} (in {folder})"
 
 
 def pair_files(pred_dir: str, gt_dir: str):
@@ -130,15 +147,14 @@ def pair_files(pred_dir: str, gt_dir: str):
   without a ground truth), each sorted.
   """
   if not os.path.isdir(gt_dir):
-    raise FileNotFoundError(f'--gt-dir {gt_dir} is not a directory.')
+    raise FileNotFoundError(f"--gt-dir {gt_dir} is not a directory.")
   if not os.path.isdir(pred_dir):
-    raise FileNotFoundError(f'--pred-dir {pred_dir} is not a directory.')
-  gt_ids = {f[:-4] for f in os.listdir(gt_dir) if f.endswith('.mat')}
+    raise FileNotFoundError(f"--pred-dir {pred_dir} is not a directory.")
+  gt_ids = {f[:-4] for f in os.listdir(gt_dir) if f.endswith(".mat")}
   if not gt_ids:
-    raise FileNotFoundError(f'no .mat ground truth in --gt-dir {gt_dir}.')
-  pred_ids = {f[:-4] for f in os.listdir(pred_dir) if f.endswith('.png')}
-  return (sorted(gt_ids & pred_ids), sorted(gt_ids - pred_ids),
-          sorted(pred_ids - gt_ids))
+    raise FileNotFoundError(f"no .mat ground truth in --gt-dir {gt_dir}.")
+  pred_ids = {f[:-4] for f in os.listdir(pred_dir) if f.endswith(".png")}
+  return (sorted(gt_ids & pred_ids), sorted(gt_ids - pred_ids), sorted(pred_ids - gt_ids))
 
 
 def load_dataset(pred_dir: str, gt_dir: str, intersection: bool = False):
@@ -153,31 +169,41 @@ def load_dataset(pred_dir: str, gt_dir: str, intersection: bool = False):
   ids, no_pred, no_gt = pair_files(pred_dir, gt_dir)
   problems = []
   if no_pred:
-    problems.append(f'{len(no_pred)} ground truth(s) have no prediction: missing '
-                    f'{_listing(no_pred, pred_dir, ".png", None if intersection else 20)}')
+    problems.append(
+      f"{len(no_pred)} ground truth(s) have no prediction: missing "
+      f"{_listing(no_pred, pred_dir, '.png', None if intersection else 20)}"
+    )
   if no_gt:
-    problems.append(f'{len(no_gt)} prediction(s) have no ground truth: missing '
-                    f'{_listing(no_gt, gt_dir, ".mat", None if intersection else 20)}')
+    problems.append(
+      f"{len(no_gt)} prediction(s) have no ground truth: missing "
+      f"{_listing(no_gt, gt_dir, '.mat', None if intersection else 20)}"
+    )
   if problems and not intersection:
     raise FileNotFoundError(
-        'predictions and ground truth do not pair up; ' + '; '.join(problems) +
-        '. Predict every ground-truth image and point --pred-dir/--gt-dir at matching '
-        'folders, or pass --intersection to score only the images that have both.')
+      "predictions and ground truth do not pair up; "
+      + "; ".join(problems)
+      + ". Predict every ground-truth image and point --pred-dir/--gt-dir at matching "
+      "folders, or pass --intersection to score only the images that have both."
+    )
   for line in problems:
-    print(f'pixelnet-eval-boundaries: warning: --intersection: {line}; not scored.',
-          file=sys.stderr)
+    print(
+      f"pixelnet-eval-boundaries: warning: --intersection: {line}; not scored.", file=sys.stderr
+    )
   if not ids:
-    raise FileNotFoundError(f'no image has both a prediction in {pred_dir} and a ground '
-                            f'truth in {gt_dir}.')
+    raise FileNotFoundError(
+      f"no image has both a prediction in {pred_dir} and a ground truth in {gt_dir}."
+    )
   predictions, ground_truth = {}, {}
   for i in ids:
-    png = os.path.join(pred_dir, i + '.png')
-    mat = os.path.join(gt_dir, i + '.mat')
+    png = os.path.join(pred_dir, i + ".png")
+    mat = os.path.join(gt_dir, i + ".mat")
     prob = load_prediction(png)
     gts = load_ground_truth(mat)
     if prob.shape != gts[0].shape:
-      raise ValueError(f'size mismatch: {png} is {prob.shape} (rows, cols) but '
-                       f'{mat} is {gts[0].shape}; predict at the ground-truth size.')
+      raise ValueError(
+        f"size mismatch: {png} is {prob.shape} (rows, cols) but "
+        f"{mat} is {gts[0].shape}; predict at the ground-truth size."
+      )
     predictions[i] = prob
     ground_truth[i] = gts
   return predictions, ground_truth
@@ -186,26 +212,33 @@ def load_dataset(pred_dir: str, gt_dir: str, intersection: bool = False):
 def write_tables(scores: boundaries.BoundaryScores, out_dir: str) -> None:
   """Writes eval_bdry.txt, eval_bdry_img.txt, eval_bdry_thr.txt (official)."""
   os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, 'eval_bdry_img.txt'), 'w') as f:
+  with open(os.path.join(out_dir, "eval_bdry_img.txt"), "w") as f:
     for i, (t, r, p, fm) in enumerate(scores.image_best):
-      f.write('%10d %10g %10g %10g %10g\n' % (i + 1, t, r, p, fm))
-  with open(os.path.join(out_dir, 'eval_bdry_thr.txt'), 'w') as f:
-    for row in zip(scores.thresholds, scores.recall, scores.precision,
-                   scores.f):
-      f.write('%10g %10g %10g %10g\n' % row)
-  with open(os.path.join(out_dir, 'eval_bdry.txt'), 'w') as f:
-    f.write('%10g %10g %10g %10g %10g %10g %10g %10g\n' % (
-        scores.ods_threshold, scores.ods_recall, scores.ods_precision,
-        scores.ods_f, scores.ois_recall, scores.ois_precision, scores.ois_f,
-        scores.ap))
+      f.write("%10d %10g %10g %10g %10g\n" % (i + 1, t, r, p, fm))
+  with open(os.path.join(out_dir, "eval_bdry_thr.txt"), "w") as f:
+    for row in zip(scores.thresholds, scores.recall, scores.precision, scores.f):
+      f.write("%10g %10g %10g %10g\n" % row)
+  with open(os.path.join(out_dir, "eval_bdry.txt"), "w") as f:
+    f.write(
+      "%10g %10g %10g %10g %10g %10g %10g %10g\n"
+      % (
+        scores.ods_threshold,
+        scores.ods_recall,
+        scores.ods_precision,
+        scores.ods_f,
+        scores.ois_recall,
+        scores.ois_precision,
+        scores.ois_f,
+        scores.ap,
+      )
+    )
 
 
-def draw_pr_curve(scores: boundaries.BoundaryScores, path: str,
-                  size: int = 480) -> None:
+def draw_pr_curve(scores: boundaries.BoundaryScores, path: str, size: int = 480) -> None:
   """PR curve with iso-F lines (F = 0.1 .. 0.9) and the ODS point, as a PNG."""
   margin = 50
   plot = size - 2 * margin
-  img = Image.new('RGB', (size, size), 'white')
+  img = Image.new("RGB", (size, size), "white")
   draw = ImageDraw.Draw(img)
 
   def xy(r, p):
@@ -215,90 +248,110 @@ def draw_pr_curve(scores: boundaries.BoundaryScores, path: str,
     v = k / 10
     draw.line([xy(v, 0), xy(v, 1)], fill=(235, 235, 235))
     draw.line([xy(0, v), xy(1, v)], fill=(235, 235, 235))
-    draw.text((xy(v, 0)[0] - 8, size - margin + 6), f'{v:.1f}', fill='black')
-    draw.text((8, xy(0, v)[1] - 6), f'{v:.1f}', fill='black')
+    draw.text((xy(v, 0)[0] - 8, size - margin + 6), f"{v:.1f}", fill="black")
+    draw.text((8, xy(0, v)[1] - 6), f"{v:.1f}", fill="black")
   for fm in np.arange(1, 10) / 10:  # iso-F: p = f r / (2 r - f), r > f / 2
     r = np.linspace(fm / 2 + 1e-3, 1, 200)
     p = fm * r / (2 * r - fm)
     pts = [xy(a, b) for a, b in zip(r, p) if b <= 1]
     if len(pts) > 1:
       draw.line(pts, fill=(140, 200, 140))
-  draw.rectangle([xy(0, 1), xy(1, 0)], outline='black')
+  draw.rectangle([xy(0, 1), xy(1, 0)], outline="black")
   keep = scores.recall > 0
   pts = [xy(r, p) for r, p in zip(scores.recall[keep], scores.precision[keep])]
   if len(pts) > 1:
     draw.line(pts, fill=(200, 0, 0), width=2)
   ox, oy = xy(scores.ods_recall, scores.ods_precision)
   draw.ellipse([ox - 4, oy - 4, ox + 4, oy + 4], outline=(200, 0, 0), width=2)
-  draw.text((margin, 15), f'ODS {scores.ods_f:.3f}  OIS {scores.ois_f:.3f}  '
-            f'AP {scores.ap:.3f}', fill='black')
-  draw.text((size // 2 - 20, size - 18), 'Recall', fill='black')
-  draw.text((4, margin - 20), 'Precision', fill='black')
+  draw.text(
+    (margin, 15),
+    f"ODS {scores.ods_f:.3f}  OIS {scores.ois_f:.3f}  AP {scores.ap:.3f}",
+    fill="black",
+  )
+  draw.text((size // 2 - 20, size - 18), "Recall", fill="black")
+  draw.text((4, margin - 20), "Precision", fill="black")
   img.save(path)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(
-      prog='pixelnet-eval-boundaries',
-      description='BSDS500 boundary benchmark (ODS/OIS/AP) on PNG edge maps.')
-  parser.add_argument('--pred-dir', required=True,
-                      help='directory of <id>.png 8-bit edge maps')
-  parser.add_argument('--gt-dir', required=True,
-                      help='directory of BSDS <id>.mat ground truth')
-  parser.add_argument('--thresholds', type=int, default=99,
-                      help='number of thresholds (default 99)')
-  parser.add_argument('--nms', action=argparse.BooleanOptionalAction,
-                      default=False,
-                      help='apply the structured-edge NMS before thinning')
-  parser.add_argument('--workers', type=int, default=1,
-                      help='processes scoring images in parallel')
-  parser.add_argument('--intersection', action='store_true',
-                      help='score only images with both a prediction and a ground '
-                      'truth (default: unpaired files are an error); the unpaired '
-                      'files are still listed')
-  parser.add_argument('--out', default='results.json',
-                      help='results JSON; the tables and pr_curve.png go '
-                      'next to it')
+    prog="pixelnet-eval-boundaries",
+    description="BSDS500 boundary benchmark (ODS/OIS/AP) on PNG edge maps.",
+  )
+  parser.add_argument("--pred-dir", required=True, help="directory of <id>.png 8-bit edge maps")
+  parser.add_argument("--gt-dir", required=True, help="directory of BSDS <id>.mat ground truth")
+  parser.add_argument(
+    "--thresholds", type=int, default=99, help="number of thresholds (default 99)"
+  )
+  parser.add_argument(
+    "--nms",
+    action=argparse.BooleanOptionalAction,
+    default=False,
+    help="apply the structured-edge NMS before thinning",
+  )
+  parser.add_argument("--workers", type=int, default=1, help="processes scoring images in parallel")
+  parser.add_argument(
+    "--intersection",
+    action="store_true",
+    help="score only images with both a prediction and a ground "
+    "truth (default: unpaired files are an error); the unpaired "
+    "files are still listed",
+  )
+  parser.add_argument(
+    "--out", default="results.json", help="results JSON; the tables and pr_curve.png go next to it"
+  )
   args = parser.parse_args(argv)
   if args.thresholds < 1:
-    parser.error(f'--thresholds must be >= 1, got {args.thresholds}.')
+    parser.error(f"--thresholds must be >= 1, got {args.thresholds}.")
   if args.workers < 1:
-    parser.error(f'--workers must be >= 1, got {args.workers}.')
+    parser.error(f"--workers must be >= 1, got {args.workers}.")
   return args
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
   """Runs the benchmark; returns the results dict written to --out."""
   args = parse_args(argv)
-  predictions, ground_truth = load_dataset(args.pred_dir, args.gt_dir,
-                                           intersection=args.intersection)
+  predictions, ground_truth = load_dataset(
+    args.pred_dir, args.gt_dir, intersection=args.intersection
+  )
   _, no_pred, no_gt = pair_files(args.pred_dir, args.gt_dir)
   scores = boundaries.evaluate_boundaries(
-      predictions, ground_truth, num_thresholds=args.thresholds,
-      nms=args.nms, workers=args.workers)
+    predictions, ground_truth, num_thresholds=args.thresholds, nms=args.nms, workers=args.workers
+  )
   out_dir = os.path.dirname(os.path.abspath(args.out))
   write_tables(scores, out_dir)
-  draw_pr_curve(scores, os.path.join(out_dir, 'pr_curve.png'))
+  draw_pr_curve(scores, os.path.join(out_dir, "pr_curve.png"))
   results = scores.summary()
   results.update(
-      num_images=len(scores.image_ids), num_thresholds=args.thresholds,
-      nms=args.nms, unpaired_ground_truth=no_pred, unpaired_predictions=no_gt,
-      per_threshold=[
-          {'threshold': float(t), 'recall': float(r), 'precision': float(p),
-           'f': float(f)} for t, r, p, f in zip(
-               scores.thresholds, scores.recall, scores.precision, scores.f)],
-      per_image=[
-          {'id': i, 'threshold': float(b[0]), 'recall': float(b[1]),
-           'precision': float(b[2]), 'f': float(b[3])}
-          for i, b in zip(scores.image_ids, scores.image_best)])
-  with open(args.out, 'w') as f:
+    num_images=len(scores.image_ids),
+    num_thresholds=args.thresholds,
+    nms=args.nms,
+    unpaired_ground_truth=no_pred,
+    unpaired_predictions=no_gt,
+    per_threshold=[
+      {"threshold": float(t), "recall": float(r), "precision": float(p), "f": float(f)}
+      for t, r, p, f in zip(scores.thresholds, scores.recall, scores.precision, scores.f)
+    ],
+    per_image=[
+      {
+        "id": i,
+        "threshold": float(b[0]),
+        "recall": float(b[1]),
+        "precision": float(b[2]),
+        "f": float(b[3]),
+      }
+      for i, b in zip(scores.image_ids, scores.image_best)
+    ],
+  )
+  with open(args.out, "w") as f:
     json.dump(results, f, indent=2)
-  print(f'ODS F {scores.ods_f:.4f} at threshold {scores.ods_threshold:.4f} '
-        f'(R {scores.ods_recall:.4f}, P {scores.ods_precision:.4f})')
-  print(f'OIS F {scores.ois_f:.4f} (R {scores.ois_recall:.4f}, '
-        f'P {scores.ois_precision:.4f})')
-  print(f'AP    {scores.ap:.4f}')
-  print(f'wrote {args.out} and eval_bdry*.txt, pr_curve.png in {out_dir}')
+  print(
+    f"ODS F {scores.ods_f:.4f} at threshold {scores.ods_threshold:.4f} "
+    f"(R {scores.ods_recall:.4f}, P {scores.ods_precision:.4f})"
+  )
+  print(f"OIS F {scores.ois_f:.4f} (R {scores.ois_recall:.4f}, P {scores.ois_precision:.4f})")
+  print(f"AP    {scores.ap:.4f}")
+  print(f"wrote {args.out} and eval_bdry*.txt, pr_curve.png in {out_dir}")
   return results
 
 
@@ -307,8 +360,8 @@ def run() -> None:
   try:
     main(sys.argv[1:])
   except (FileNotFoundError, ValueError, KeyError) as e:
-    sys.exit(f'pixelnet-eval-boundaries: error: {e}')
+    sys.exit(f"pixelnet-eval-boundaries: error: {e}")
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
   run()

@@ -10,7 +10,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from typing import Any, Dict, Iterator, Optional, Tuple
+from collections.abc import Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -24,15 +25,35 @@ from pixelnet_jax.models import PixelNet
 logging = utils.get_logger()
 
 # A fixed palette for class maps (class i -> colour i mod len); ignore -> black.
-_PALETTE = np.array([
-    [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
-    [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212],
-    [0, 128, 128], [220, 190, 255], [170, 110, 40], [255, 250, 200], [128, 0, 0],
-    [170, 255, 195], [128, 128, 0], [255, 215, 180], [0, 0, 128], [128, 128, 128],
-    [255, 255, 255]], np.uint8)
+_PALETTE = np.array(
+  [
+    [230, 25, 75],
+    [60, 180, 75],
+    [255, 225, 25],
+    [0, 130, 200],
+    [245, 130, 48],
+    [145, 30, 180],
+    [70, 240, 240],
+    [240, 50, 230],
+    [210, 245, 60],
+    [250, 190, 212],
+    [0, 128, 128],
+    [220, 190, 255],
+    [170, 110, 40],
+    [255, 250, 200],
+    [128, 0, 0],
+    [170, 255, 195],
+    [128, 128, 0],
+    [255, 215, 180],
+    [0, 0, 128],
+    [128, 128, 128],
+    [255, 255, 255],
+  ],
+  np.uint8,
+)
 
 
-def to_rgb(array: np.ndarray, valid: Optional[np.ndarray] = None) -> np.ndarray:
+def to_rgb(array: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
   """A label, normals or probability map as an [H, W, 3] uint8 picture.
 
   int [H, W]: class colours (ids outside the palette's use, e.g. 255, black);
@@ -75,18 +96,21 @@ def panel(*pictures: np.ndarray, gap: int = 4, min_height: int = 192) -> np.ndar
   parts = []
   for p in pictures:
     pad = np.zeros((height, p.shape[1], 3), np.uint8)
-    pad[:p.shape[0]] = p
+    pad[: p.shape[0]] = p
     parts += [pad, np.full((height, gap, 3), 255, np.uint8)]
   return np.concatenate(parts[:-1], axis=1)
 
 
-def dense_predictor(model: PixelNet, chunk_size: Optional[int]):
+def dense_predictor(model: PixelNet, chunk_size: int | None):
   """jit(variables, images [B, H, W, 3]) -> dense outputs [B, H, W, K]."""
-  return jax.jit(lambda variables, images: model.apply(
-      variables, images, method=PixelNet.predict_dense, chunk_size=chunk_size))
+  return jax.jit(
+    lambda variables, images: model.apply(
+      variables, images, method=PixelNet.predict_dense, chunk_size=chunk_size
+    )
+  )
 
 
-def eval_batches(source, task, batch_size: int, limit: Optional[int]) -> Iterator[Dict]:
+def eval_batches(source, task, batch_size: int, limit: int | None) -> Iterator[dict]:
   batches = pipeline.make_eval_batches(source, batch_size, label_keys=task.label_keys)
   if limit is None:
     return batches
@@ -104,7 +128,7 @@ class Evaluator:
     self._sample = jax.jit(lambda key, labels: task.sample(key, labels, num_points))
     self.picture_dir = os.path.join(workdir, "pictures")
 
-  def run(self, state, step: int) -> Dict[str, float]:
+  def run(self, state, step: int) -> dict[str, float]:
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     metric_state = self.task.metric_init()
     num_pictures = int(self.config.eval.num_pictures)
@@ -121,10 +145,12 @@ class Evaluator:
           break
         self._picture(step, drawn, batch, labels, prediction, i)
         drawn += 1
-    metrics = {k: float(v) for k, v in self.task.metric_result(metric_state).items()
-               if np.ndim(v) == 0}
-    logging.info("eval at step %d: %s", step,
-                 "  ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items())))
+    metrics = {
+      k: float(v) for k, v in self.task.metric_result(metric_state).items() if np.ndim(v) == 0
+    }
+    logging.info(
+      "eval at step %d: %s", step, "  ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))
+    )
     if self.writer is not None:
       self.writer.write(step, "eval", metrics)
     return metrics
@@ -136,16 +162,21 @@ class Evaluator:
     truth = labels[self.task.label_keys[0]][i]
     one = {k: jnp.asarray(v[i]) for k, v in labels.items()}
     sample = self._sample(jax.random.key(step * 1000 + index), one)
-    picture = panel(image, to_rgb(truth, valid), to_rgb(prediction[i], valid),
-                    draw_points(image, np.asarray(sample.coords), np.asarray(sample.mask)))
+    picture = panel(
+      image,
+      to_rgb(truth, valid),
+      to_rgb(prediction[i], valid),
+      draw_points(image, np.asarray(sample.coords), np.asarray(sample.mask)),
+    )
     path = os.path.join(self.picture_dir, f"step{step:07d}_{index}.png")
     Image.fromarray(picture).save(path)
     if self.writer is not None:
       self.writer.image(step, f"eval/picture_{index}", picture)
 
 
-def restore_checkpoint(config, workdir: str, step: Optional[int] = None,
-                       best: bool = False) -> Tuple[Any, Any, Any]:
+def restore_checkpoint(
+  config, workdir: str, step: int | None = None, best: bool = False
+) -> tuple[Any, Any, Any]:
   """The task, the eval-mode model and the restored TrainState of a run's checkpoint.
 
   Args:
@@ -158,31 +189,36 @@ def restore_checkpoint(config, workdir: str, step: Optional[int] = None,
     (task, model, state) with host arrays.
   """
   from pixelnet_jax import train  # pylint: disable=g-import-not-at-top
+
   task, crop = train.validate_config(config, 1)
   model = train._model_fn(config, task)(None)  # pylint: disable=protected-access
   state = train.create_train_state(config, model, jax.random.key(int(config.seed)), crop)
-  checkpoints = train.Checkpoints(workdir, int(config.keep_checkpoints), task.main_metric,
-                                  task.main_metric_mode)
+  checkpoints = train.Checkpoints(
+    workdir, int(config.keep_checkpoints), task.main_metric, task.main_metric_mode
+  )
   try:
     available = (checkpoints.best if best else checkpoints.last).all_steps()
     folder = "best" if best else "checkpoints"
     if not available:
-      raise FileNotFoundError(f"No checkpoint in {workdir}/{folder}; train first with "
-                              f"pixelnet-train --workdir {workdir}")
+      raise FileNotFoundError(
+        f"No checkpoint in {workdir}/{folder}; train first with pixelnet-train --workdir {workdir}"
+      )
     if step is not None and not best and step not in available:
-      raise ValueError(f"step={step} is not a checkpoint of {workdir}; available: "
-                       f"{sorted(available)}.")
-    restored = checkpoints.restore(train.host_state(state), step=None if best else step,
-                                   best=best)
+      raise ValueError(
+        f"step={step} is not a checkpoint of {workdir}; available: {sorted(available)}."
+      )
+    restored = checkpoints.restore(train.host_state(state), step=None if best else step, best=best)
   finally:
     checkpoints.close()
   return task, model, restored
 
 
-def evaluate_checkpoint(config, workdir: str, step: Optional[int] = None,
-                        best: bool = False) -> Dict[str, Any]:
+def evaluate_checkpoint(
+  config, workdir: str, step: int | None = None, best: bool = False
+) -> dict[str, Any]:
   """``pixelnet-eval``: restores a checkpoint of ``workdir`` and runs the dense protocol."""
   from pixelnet_jax.data import registry  # pylint: disable=g-import-not-at-top
+
   task, model, restored = restore_checkpoint(config, workdir, step=step, best=best)
   source = registry.get_source(config.dataset.name, config.dataset.eval_split, config.dataset)
   metrics = Evaluator(config, model, task, source, workdir).run(restored, int(restored.step))

@@ -14,10 +14,8 @@ from __future__ import annotations
 import json
 import sys
 
-from absl import app
-from absl import flags
-from absl import logging
 import jax
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
@@ -25,8 +23,8 @@ FLAGS = flags.FLAGS
 
 def _define_common():
   config_flags.DEFINE_config_file(
-      "config", None, "Path to a config file (experiments/configs/*.py[:arg]).",
-      lock_config=True)
+    "config", None, "Path to a config file (experiments/configs/*.py[:arg]).", lock_config=True
+  )
   flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and pictures.")
   flags.mark_flags_as_required(["config", "workdir"])
 
@@ -49,6 +47,7 @@ def _train_main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   _setup()
   from pixelnet_jax import train  # pylint: disable=g-import-not-at-top
+
   try:
     summary = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except (ValueError, FileNotFoundError, FloatingPointError) as e:
@@ -56,8 +55,11 @@ def _train_main(argv):
     _fail(e)
   result = {k: v for k, v in summary.items() if k != "state"}
   print(json.dumps(result, default=float))
-  print(f"Workdir {FLAGS.workdir}: metrics.jsonl, tensorboard/, pictures/*.png, "
-        "checkpoints/, best/, config.json", file=sys.stderr)
+  print(
+    f"Workdir {FLAGS.workdir}: metrics.jsonl, tensorboard/, pictures/*.png, "
+    "checkpoints/, best/, config.json",
+    file=sys.stderr,
+  )
 
 
 def _eval_main(argv):
@@ -65,9 +67,11 @@ def _eval_main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   _setup()
   from pixelnet_jax import evaluate  # pylint: disable=g-import-not-at-top
+
   try:
-    result = evaluate.evaluate_checkpoint(FLAGS.config, FLAGS.workdir, step=FLAGS.step,
-                                          best=FLAGS.best)
+    result = evaluate.evaluate_checkpoint(
+      FLAGS.config, FLAGS.workdir, step=FLAGS.step, best=FLAGS.best
+    )
   except (ValueError, FileNotFoundError) as e:
     _fail(e)
   print(json.dumps(result, default=float))

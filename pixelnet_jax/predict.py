@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -30,8 +31,9 @@ from pixelnet_jax import evaluate, utils
 logging = utils.get_logger()
 
 
-def multiscale_decode(predict, task, variables, images,
-                      scales: Sequence[float] = (1.0,)) -> jax.Array:
+def multiscale_decode(
+  predict, task, variables, images, scales: Sequence[float] = (1.0,)
+) -> jax.Array:
   """The task's decoded map averaged over rescaled copies of the images.
 
   Each copy is resized by ``scale`` (bilinear, antialiased when shrinking),
@@ -55,20 +57,26 @@ def multiscale_decode(predict, task, variables, images,
   total = None
   for scale in scales:
     size = (max(1, int(round(height * float(scale)))), max(1, int(round(width * float(scale)))))
-    resized = images if size == (height, width) else jax.image.resize(
-        images, (batch, *size, channels), "linear")
+    resized = (
+      images
+      if size == (height, width)
+      else jax.image.resize(images, (batch, *size, channels), "linear")
+    )
     decoded = task.decode(predict(variables, resized))
     if decoded.ndim != 3:
-      raise ValueError(f"Multi-scale averaging needs one map per image from the task's "
-                       f"decode, got shape {decoded.shape}.")
+      raise ValueError(
+        f"Multi-scale averaging needs one map per image from the task's "
+        f"decode, got shape {decoded.shape}."
+      )
     if size != (height, width):
       decoded = jax.image.resize(decoded, (batch, height, width), "linear")
     total = decoded if total is None else total + decoded
   return total / len(scales)
 
 
-def predict_split(config, task, model, state, split: str, limit: Optional[int] = None,
-                  scales: Sequence[float] = (1.0,)) -> Iterator[Tuple[str, np.ndarray]]:
+def predict_split(
+  config, task, model, state, split: str, limit: int | None = None, scales: Sequence[float] = (1.0,)
+) -> Iterator[tuple[str, np.ndarray]]:
   """Yields (image id, decoded prediction at the image's own size) over a split, in order.
 
   Images are batched by ``config.eval.batch_size`` (padded to the batch's largest
@@ -76,6 +84,7 @@ def predict_split(config, task, model, state, split: str, limit: Optional[int] =
   than (1.0,): see ``multiscale_decode``.
   """
   from pixelnet_jax.data import registry  # pylint: disable=g-import-not-at-top
+
   source = registry.get_source(config.dataset.name, split, config.dataset)
   predict = evaluate.dense_predictor(model, config.eval.get("chunk_size"))
   variables = {"params": state.params, "batch_stats": state.batch_stats}
@@ -95,8 +104,7 @@ def predict_split(config, task, model, state, split: str, limit: Optional[int] =
       image_id = ids[i]
       if isinstance(image_id, bytes):
         image_id = image_id.decode("utf-8")
-      yield (str(image_id) if image_id is not None else f"{index:06d}",
-             decoded[i, :height, :width])
+      yield (str(image_id) if image_id is not None else f"{index:06d}", decoded[i, :height, :width])
       index += 1
 
 
@@ -104,17 +112,25 @@ def to_png_levels(probability: np.ndarray) -> np.ndarray:
   """probability [H, W] float in [0, 1] -> [H, W] uint8 round(p * 255)."""
   probability = np.asarray(probability, np.float64)
   if probability.ndim != 2:
-    raise ValueError(f"An edge map must be [H, W], got shape {probability.shape}; "
-                     "write_edge_maps needs a task whose decode gives one map per image.")
+    raise ValueError(
+      f"An edge map must be [H, W], got shape {probability.shape}; "
+      "write_edge_maps needs a task whose decode gives one map per image."
+    )
   if np.isnan(probability).any():
     raise ValueError("The edge map holds NaN: the checkpoint's outputs are not finite.")
   return np.round(np.clip(probability, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def write_edge_maps(config, workdir: str, out_dir: str, split: Optional[str] = None,
-                    step: Optional[int] = None, best: bool = False,
-                    limit: Optional[int] = None,
-                    scales: Sequence[float] = (1.0,)) -> Dict[str, Any]:
+def write_edge_maps(
+  config,
+  workdir: str,
+  out_dir: str,
+  split: str | None = None,
+  step: int | None = None,
+  best: bool = False,
+  limit: int | None = None,
+  scales: Sequence[float] = (1.0,),
+) -> dict[str, Any]:
   """Predicts a split with a run's checkpoint and writes ``<out_dir>/<id>.png``.
 
   Args:
@@ -133,42 +149,57 @@ def write_edge_maps(config, workdir: str, out_dir: str, split: Optional[str] = N
   task, model, state = evaluate.restore_checkpoint(config, workdir, step=step, best=best)
   os.makedirs(out_dir, exist_ok=True)
   ids = []
-  for image_id, probability in predict_split(config, task, model, state, split, limit,
-                                             scales):
+  for image_id, probability in predict_split(config, task, model, state, split, limit, scales):
     Image.fromarray(to_png_levels(probability), mode="L").save(
-        os.path.join(out_dir, f"{image_id}.png"))
+      os.path.join(out_dir, f"{image_id}.png")
+    )
     ids.append(image_id)
     if len(ids) % 20 == 0:
       logging.info("predicted %d images of %s", len(ids), split)
-  logging.info("wrote %d edge maps of split %r (step %d) to %s", len(ids), split,
-               int(state.step), out_dir)
+  logging.info(
+    "wrote %d edge maps of split %r (step %d) to %s", len(ids), split, int(state.step), out_dir
+  )
   return {"step": int(state.step), "split": split, "out_dir": out_dir, "ids": ids}
 
 
 def _main(argv):
   from absl import flags  # pylint: disable=g-import-not-at-top
+
   if len(argv) > 1:
     raise ValueError(f"Unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
-  result = write_edge_maps(f.config, f.workdir, f.out_dir, split=f.split, step=f.step,
-                           best=f.best, scales=tuple(float(v) for v in f.scales))
-  print(f"wrote {len(result['ids'])} PNGs of split {result['split']!r} "
-        f"(step {result['step']}) to {result['out_dir']}")
+  result = write_edge_maps(
+    f.config,
+    f.workdir,
+    f.out_dir,
+    split=f.split,
+    step=f.step,
+    best=f.best,
+    scales=tuple(float(v) for v in f.scales),
+  )
+  print(
+    f"wrote {len(result['ids'])} PNGs of split {result['split']!r} "
+    f"(step {result['step']}) to {result['out_dir']}"
+  )
 
 
 def run():
   """``python -m pixelnet_jax.predict``: the flags of ``pixelnet-train`` plus the output."""
   from absl import app, flags  # pylint: disable=g-import-not-at-top
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-  config_flags.DEFINE_config_file("config", None, "The run's config file.",
-                                  lock_config=True)
+
+  config_flags.DEFINE_config_file("config", None, "The run's config file.", lock_config=True)
   flags.DEFINE_string("workdir", None, "The run's work directory.")
   flags.DEFINE_string("out_dir", None, "Where <image id>.png edge maps are written.")
   flags.DEFINE_string("split", None, "Split to predict (default: config.dataset.eval_split).")
   flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
   flags.DEFINE_bool("best", False, "Use the best checkpoint instead of the latest.")
-  flags.DEFINE_list("scales", ["1.0"], "Test-time scales whose maps are averaged, "
-                    "e.g. 0.5,1,1.5 (multi-scale testing); default 1.0 only.")
+  flags.DEFINE_list(
+    "scales",
+    ["1.0"],
+    "Test-time scales whose maps are averaged, "
+    "e.g. 0.5,1,1.5 (multi-scale testing); default 1.0 only.",
+  )
   flags.mark_flags_as_required(["config", "workdir", "out_dir"])
 
   def main(argv):

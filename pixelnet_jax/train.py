@@ -18,17 +18,19 @@ import json
 import os
 import signal
 import time
-from typing import Any, Callable, Dict, Optional
+from collections.abc import Callable
+from typing import Any
 
-from flax.training import train_state
 import jax
-from jax import lax
 import jax.numpy as jnp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
+from flax.training import train_state
+from jax import lax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from pixelnet_jax import models, tasks, utils
 from pixelnet_jax.data import pipeline, registry
@@ -39,6 +41,7 @@ logging = utils.get_logger()
 
 class TrainState(train_state.TrainState):
   """Params, optimizer state, BatchNorm statistics and the step's PRNG key."""
+
   batch_stats: Any
   rng: jax.Array  # uint32 [2] raw key data (checkpointable)
 
@@ -66,8 +69,10 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int):
   except ValueError as e:
     raise ConfigError(str(e)) from e
   if config.dataset.name not in registry.known_sources():
-    raise ConfigError(f"Unknown dataset config.dataset.name={config.dataset.name!r}; known: "
-                      f"{registry.known_sources()}.")
+    raise ConfigError(
+      f"Unknown dataset config.dataset.name={config.dataset.name!r}; known: "
+      f"{registry.known_sources()}."
+    )
   try:
     models.create_model(config.model, task.num_outputs)
   except ValueError as e:
@@ -77,21 +82,26 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int):
     raise ConfigError(f"config.points_per_image must be >= 1, got {config.points_per_image}.")
   if int(config.points_per_image) > crop[0] * crop[1]:
     raise ConfigError(
-        f"config.points_per_image={config.points_per_image} is more than the "
-        f"{crop[0]}x{crop[1]}={crop[0] * crop[1]} pixels of a crop (config.crop_size); "
-        "lower it or raise the crop size.")
+      f"config.points_per_image={config.points_per_image} is more than the "
+      f"{crop[0]}x{crop[1]}={crop[0] * crop[1]} pixels of a crop (config.crop_size); "
+      "lower it or raise the crop size."
+    )
   if int(config.batch_size) < 1 or int(config.batch_size) % num_devices:
     raise ConfigError(
-        f"config.batch_size={config.batch_size} must be a positive multiple of the "
-        f"{num_devices} devices in use; change it or set config.num_devices.")
+      f"config.batch_size={config.batch_size} must be a positive multiple of the "
+      f"{num_devices} devices in use; change it or set config.num_devices."
+    )
   if config.parallel not in ("pmap", "mesh"):
     raise ConfigError(f"config.parallel must be 'pmap' or 'mesh', got {config.parallel!r}.")
   if config.optimizer.name not in ("sgd", "adam", "adamw"):
-    raise ConfigError(f"config.optimizer.name must be 'sgd', 'adam' or 'adamw', got "
-                      f"{config.optimizer.name!r}.")
+    raise ConfigError(
+      f"config.optimizer.name must be 'sgd', 'adam' or 'adamw', got {config.optimizer.name!r}."
+    )
   if config.optimizer.schedule not in ("step", "cosine", "constant"):
-    raise ConfigError(f"config.optimizer.schedule must be 'step', 'cosine' or 'constant', got "
-                      f"{config.optimizer.schedule!r}.")
+    raise ConfigError(
+      f"config.optimizer.schedule must be 'step', 'cosine' or 'constant', got "
+      f"{config.optimizer.schedule!r}."
+    )
   if int(config.num_train_steps) < 1:
     raise ConfigError(f"config.num_train_steps must be >= 1, got {config.num_train_steps}.")
   return task, crop
@@ -103,7 +113,7 @@ def select_devices(config) -> list:
   if wanted is not None:
     if not 1 <= int(wanted) <= len(devices):
       raise ConfigError(f"config.num_devices={wanted} but {len(devices)} local devices exist.")
-    devices = devices[:int(wanted)]
+    devices = devices[: int(wanted)]
   return devices
 
 
@@ -152,17 +162,28 @@ def create_train_state(config, model, key, image_shape) -> TrainState:
   variables = jax.jit(functools.partial(model.init, train=False))(key_init, images, points)
   params = variables["params"]
   tx, _ = create_optimizer(config.optimizer, int(config.num_train_steps), params)
-  return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
-                           batch_stats=variables.get("batch_stats", {}),
-                           rng=jax.random.key_data(key_train))
+  return TrainState.create(
+    apply_fn=model.apply,
+    params=params,
+    tx=tx,
+    batch_stats=variables.get("batch_stats", {}),
+    rng=jax.random.key_data(key_train),
+  )
 
 
 # ----------------------------------------------------------------------------
 # The step (one shard).
 
 
-def train_step(state: TrainState, batch: Dict[str, jax.Array], *, model, task,
-               num_points: int, axis_name: str = AXIS):
+def train_step(
+  state: TrainState,
+  batch: dict[str, jax.Array],
+  *,
+  model,
+  task,
+  num_points: int,
+  axis_name: str = AXIS,
+):
   """One SGD step on this shard's images; collectives over ``axis_name``.
 
   Args:
@@ -195,9 +216,13 @@ def train_step(state: TrainState, batch: Dict[str, jax.Array], *, model, task,
 
   def loss_fn(params):
     outputs, new_vars = model.apply(
-        {"params": params, "batch_stats": state.batch_stats}, batch["image"], points,
-        train=True, rngs={"dropout": jax.random.fold_in(key_dropout, shard)},
-        mutable=["batch_stats"])
+      {"params": params, "batch_stats": state.batch_stats},
+      batch["image"],
+      points,
+      train=True,
+      rngs={"dropout": jax.random.fold_in(key_dropout, shard)},
+      mutable=["batch_stats"],
+    )
     local_mean = task.loss(flat(outputs), jax.tree.map(flat, targets), flat(mask))
     # Scaled so that the sum over shards is the mean over every sampled pixel.
     return local_mean * local_count / global_count, new_vars["batch_stats"]
@@ -208,10 +233,10 @@ def train_step(state: TrainState, batch: Dict[str, jax.Array], *, model, task,
   batch_stats = lax.pmean(batch_stats, axis_name)
   new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   metrics = {
-      "loss": loss,
-      "grad_norm": jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads))),
-      "sampled_fraction": lax.psum(local_count, axis_name) / (
-          lax.psum(local_batch, axis_name) * num_points),
+    "loss": loss,
+    "grad_norm": jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads))),
+    "sampled_fraction": lax.psum(local_count, axis_name)
+    / (lax.psum(local_batch, axis_name) * num_points),
   }
   return new_state, metrics
 
@@ -219,22 +244,25 @@ def train_step(state: TrainState, batch: Dict[str, jax.Array], *, model, task,
 class ParallelStep:
   """Runs ``train_step`` over devices by pmap or by a mesh; host batches in, state out."""
 
-  def __init__(self, config, model_fn: Callable[[Optional[str]], Any], task, devices):
+  def __init__(self, config, model_fn: Callable[[str | None], Any], task, devices):
     self.devices = list(devices)
     self.num_devices = len(self.devices)
     self.kind = config.parallel
     model = model_fn(AXIS)
-    step = functools.partial(train_step, model=model, task=task,
-                             num_points=int(config.points_per_image))
+    step = functools.partial(
+      train_step, model=model, task=task, num_points=int(config.points_per_image)
+    )
     if self.kind == "pmap":
-      self._fn = jax.pmap(step, axis_name=AXIS, in_axes=(None, 0), out_axes=(None, None),
-                          devices=self.devices)
+      self._fn = jax.pmap(
+        step, axis_name=AXIS, in_axes=(None, 0), out_axes=(None, None), devices=self.devices
+      )
     else:
       self.mesh = Mesh(np.asarray(self.devices), (AXIS,))
       self._batch_sharding = NamedSharding(self.mesh, P(AXIS))
       self._state_sharding = NamedSharding(self.mesh, P())
-      sharded = jax.shard_map(step, mesh=self.mesh, in_specs=(P(), P(AXIS)),
-                              out_specs=(P(), P()), check_vma=False)
+      sharded = jax.shard_map(
+        step, mesh=self.mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()), check_vma=False
+      )
       self._fn = jax.jit(sharded)
 
   def put_state(self, state):
@@ -245,8 +273,7 @@ class ParallelStep:
   def __call__(self, state, batch):
     batch = {k: v for k, v in batch.items() if isinstance(v, np.ndarray)}
     if self.kind == "pmap":
-      batch = jax.tree.map(
-          lambda x: x.reshape((self.num_devices, -1) + x.shape[1:]), batch)
+      batch = jax.tree.map(lambda x: x.reshape((self.num_devices, -1) + x.shape[1:]), batch)
     else:
       batch = jax.device_put(batch, self._batch_sharding)
     return self._fn(state, batch)
@@ -270,31 +297,33 @@ class Checkpoints:
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
     self.last = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"), options=options)
     self.best = ocp.CheckpointManager(
-        os.path.join(workdir, "best"),
-        options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
+      os.path.join(workdir, "best"),
+      options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True),
+    )
     self._best_file = os.path.join(workdir, "best", "best.json")
     self.best_value = None
     if os.path.exists(self._best_file):
       with open(self._best_file) as f:
         self.best_value = json.load(f)["value"]
 
-  def latest_step(self) -> Optional[int]:
+  def latest_step(self) -> int | None:
     return self.last.latest_step()
 
   def save(self, step: int, state):
     self.last.save(step, args=ocp.args.StandardSave(host_state(state)))
 
-  def restore(self, abstract_state, step: Optional[int] = None, best: bool = False):
+  def restore(self, abstract_state, step: int | None = None, best: bool = False):
     manager = self.best if best else self.last
     step = manager.latest_step() if step is None else step
     if step is None:
       return None
     return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
 
-  def maybe_save_best(self, step: int, state, metrics: Dict[str, float]) -> bool:
+  def maybe_save_best(self, step: int, state, metrics: dict[str, float]) -> bool:
     value = float(metrics[self.main_metric])
     better = self.best_value is None or (
-        value > self.best_value if self.mode == "max" else value < self.best_value)
+      value > self.best_value if self.mode == "max" else value < self.best_value
+    )
     if not np.isfinite(value) or not better:
       return False
     self.best.wait_until_finished()
@@ -320,10 +349,11 @@ class MetricWriter:
 
   def __init__(self, workdir: str):
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+
     self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
     self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
-  def write(self, step: int, prefix: str, metrics: Dict[str, float]):
+  def write(self, step: int, prefix: str, metrics: dict[str, float]):
     clean = {k: float(v) for k, v in metrics.items() if np.ndim(v) == 0}
     self._jsonl.write(json.dumps({"step": int(step), "split": prefix, **clean}) + "\n")
     self._jsonl.flush()
@@ -367,8 +397,9 @@ class _Preemption:
 
 
 def _model_fn(config, task):
-  return lambda axis_name: models.create_model(config.model, task.num_outputs,
-                                               bn_axis_name=axis_name)
+  return lambda axis_name: models.create_model(
+    config.model, task.num_outputs, bn_axis_name=axis_name
+  )
 
 
 def write_config(config, workdir: str):
@@ -376,7 +407,7 @@ def write_config(config, workdir: str):
     f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains (resuming from ``workdir`` if it holds checkpoints) and evaluates.
 
   Returns:
@@ -384,37 +415,46 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
     and whether the run stopped early on SIGTERM.
   """
   from pixelnet_jax import evaluate  # pylint: disable=g-import-not-at-top
+
   devices = select_devices(config)
   task, crop = validate_config(config, len(devices))
-  train_source = registry.get_source(config.dataset.name, config.dataset.train_split,
-                                     config.dataset)
-  eval_source = registry.get_source(config.dataset.name, config.dataset.eval_split,
-                                    config.dataset)
+  train_source = registry.get_source(
+    config.dataset.name, config.dataset.train_split, config.dataset
+  )
+  eval_source = registry.get_source(config.dataset.name, config.dataset.eval_split, config.dataset)
   os.makedirs(workdir, exist_ok=True)
   write_config(config, workdir)
 
   model_fn = _model_fn(config, task)
   eval_model = model_fn(None)
   state = create_train_state(config, eval_model, jax.random.key(int(config.seed)), crop)
-  checkpoints = Checkpoints(workdir, int(config.keep_checkpoints), task.main_metric,
-                            task.main_metric_mode)
+  checkpoints = Checkpoints(
+    workdir, int(config.keep_checkpoints), task.main_metric, task.main_metric_mode
+  )
   restored = checkpoints.restore(host_state(state))
   if restored is not None:
     state = restored
     logging.info("Resumed from %s at step %d.", workdir, int(state.step))
   start_step = int(state.step)
   num_steps = int(config.num_train_steps)
-  last_step = num_steps if config.get("stop_at_step") is None else min(
-      num_steps, int(config.stop_at_step))
+  last_step = (
+    num_steps if config.get("stop_at_step") is None else min(num_steps, int(config.stop_at_step))
+  )
 
   step_fn = ParallelStep(config, model_fn, task, devices)
   state = step_fn.put_state(state)
   batches = pipeline.make_train_iterator(
-      train_source, int(config.batch_size), crop, int(config.seed) + 1000 * jax.process_index(),
-      start_step=start_step, num_workers=int(config.data_workers),
-      num_threads=int(config.data_threads), flip=bool(config.augment.flip),
-      gain_range=tuple(config.augment.gain_range) if config.augment.gain_range else None,
-      label_keys=task.label_keys)
+    train_source,
+    int(config.batch_size),
+    crop,
+    int(config.seed) + 1000 * jax.process_index(),
+    start_step=start_step,
+    num_workers=int(config.data_workers),
+    num_threads=int(config.data_threads),
+    flip=bool(config.augment.flip),
+    gain_range=tuple(config.augment.gain_range) if config.augment.gain_range else None,
+    label_keys=task.label_keys,
+  )
   writer = MetricWriter(workdir)
   evaluator = evaluate.Evaluator(config, eval_model, task, eval_source, workdir, writer)
   schedule = learning_rate_schedule(config.optimizer, num_steps)
@@ -433,16 +473,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
           task.validate_labels(task.select_labels(batch))
         except (KeyError, ValueError) as e:
           checkpoints.wait()
-          raise DataError(f"Bad training batch for step {step + 1} from dataset "
-                          f"{config.dataset.name!r}: {e}") from e
+          raise DataError(
+            f"Bad training batch for step {step + 1} from dataset {config.dataset.name!r}: {e}"
+          ) from e
         new_state, metrics = step_fn(state, batch)
         loss = float(metrics["loss"])
         if not np.isfinite(loss):
           checkpoints.wait()
           raise FloatingPointError(
-              f"Loss is {loss} at step {step + 1}; stopping. The last good checkpoint "
-              f"(step {checkpoints.latest_step()}) in {workdir}/checkpoints is intact. "
-              "Lower config.optimizer.learning_rate or set config.optimizer.grad_clip_norm.")
+            f"Loss is {loss} at step {step + 1}; stopping. The last good checkpoint "
+            f"(step {checkpoints.latest_step()}) in {workdir}/checkpoints is intact. "
+            "Lower config.optimizer.learning_rate or set config.optimizer.grad_clip_norm."
+          )
         state = new_state
         step += 1
         last_loss = loss
@@ -450,13 +492,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
           now = time.time()
           rate = (step - tick_step) / max(now - tick_time, 1e-9)
           train_metrics = {k: float(v) for k, v in metrics.items()}
-          train_metrics.update(steps_per_sec=rate, pixels_per_sec=rate * pixels_per_step,
-                               learning_rate=float(schedule(step - 1)))
+          train_metrics.update(
+            steps_per_sec=rate,
+            pixels_per_sec=rate * pixels_per_step,
+            learning_rate=float(schedule(step - 1)),
+          )
           writer.write(step, "train", train_metrics)
           eta = utils.format_duration((num_steps - step) / max(rate, 1e-9))
-          logging.info("step %d/%d  loss %.4f  %.2f steps/s  %.0f px/s  ETA %s  (elapsed %s)",
-                       step, num_steps, loss, rate, rate * pixels_per_step, eta,
-                       utils.format_duration(now - run_start))
+          logging.info(
+            "step %d/%d  loss %.4f  %.2f steps/s  %.0f px/s  ETA %s  (elapsed %s)",
+            step,
+            num_steps,
+            loss,
+            rate,
+            rate * pixels_per_step,
+            eta,
+            utils.format_duration(now - run_start),
+          )
           tick_time, tick_step = now, step
         if step % int(config.checkpoint_every) == 0 or step == last_step:
           checkpoints.save(step, state)
@@ -475,7 +527,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
     close = getattr(batches, "close", None)
     if close is not None:
       close()
-  summary.update(step=step, loss=last_loss, best=checkpoints.best_value,
-                 seconds=time.time() - run_start)
+  summary.update(
+    step=step, loss=last_loss, best=checkpoints.best_value, seconds=time.time() - run_start
+  )
   summary["state"] = host_state(state)
   return summary

@@ -27,7 +27,8 @@ def tree_mask_by_name(tree: Any, pattern: str) -> Any:
   """A bool tree: True where the leaf's '/'-joined path matches ``pattern``."""
   regex = re.compile(pattern)
   return jax.tree_util.tree_map_with_path(
-      lambda path, _: bool(regex.search(path_string(path))), tree)
+    lambda path, _: bool(regex.search(path_string(path))), tree
+  )
 
 
 def weight_decay_mask(params: Any) -> Any:
@@ -53,6 +54,7 @@ def get_logger():
   """
   import logging  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
+
   logger = logging.getLogger("pixelnet_jax")
   if not logger.handlers:
     handler = logging.StreamHandler(sys.stderr)

@@ -22,9 +22,15 @@ def _kernel_for_this_python(tmp_path, monkeypatch) -> str:
   name = "pixelnet-test-venv"
   spec_dir = tmp_path / "jupyter" / "kernels" / name
   spec_dir.mkdir(parents=True)
-  (spec_dir / "kernel.json").write_text(json.dumps({
-      "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-      "display_name": "pixelnet_jax test venv", "language": "python"}))
+  (spec_dir / "kernel.json").write_text(
+    json.dumps(
+      {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "pixelnet_jax test venv",
+        "language": "python",
+      }
+    )
+  )
   monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
   return name
 
@@ -46,11 +52,19 @@ def test_notebook_runs_headless_on_cpu(tmp_path, monkeypatch):
   workdir = tmp_path / "run"
   env = dict(os.environ)
   env.pop("XLA_FLAGS", None)  # one CPU device, as a user's machine (conftest asks for 8)
-  env.update(JAX_PLATFORMS="cpu", MPLBACKEND="module://matplotlib_inline.backend_inline",
-             PIXELNET_NOTEBOOK_STEPS=str(STEPS), PIXELNET_NOTEBOOK_VAL_EXAMPLES="2",
-             PIXELNET_NOTEBOOK_WORKDIR=str(workdir))
-  client = NotebookClient(nb, timeout=300, kernel_name=_kernel_for_this_python(
-      tmp_path, monkeypatch), resources={"metadata": {"path": str(REPO)}})
+  env.update(
+    JAX_PLATFORMS="cpu",
+    MPLBACKEND="module://matplotlib_inline.backend_inline",
+    PIXELNET_NOTEBOOK_STEPS=str(STEPS),
+    PIXELNET_NOTEBOOK_VAL_EXAMPLES="2",
+    PIXELNET_NOTEBOOK_WORKDIR=str(workdir),
+  )
+  client = NotebookClient(
+    nb,
+    timeout=300,
+    kernel_name=_kernel_for_this_python(tmp_path, monkeypatch),
+    resources={"metadata": {"path": str(REPO)}},
+  )
   client.execute(env=env)
 
   outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]

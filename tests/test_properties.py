@@ -9,7 +9,8 @@ derandomized, so CI tries the same examples every run).
 import jax
 import jax.numpy as jnp
 import numpy as np
-from hypothesis import assume, example, given, strategies as st
+from hypothesis import assume, example, given
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from pixelnet_jax import hypercolumn, sampling
@@ -49,16 +50,19 @@ def strata_maps(draw, num_strata):
     return np.full(shape, draw(st.sampled_from([-1, num_strata])), np.int32)
   if kind == "one stratum":
     return np.full(shape, draw(st.integers(0, num_strata - 1)), np.int32)
-  return draw(hnp.arrays(np.int32, shape, elements=st.integers(-2, num_strata + 1),
-                         fill=st.nothing()))
+  return draw(
+    hnp.arrays(np.int32, shape, elements=st.integers(-2, num_strata + 1), fill=st.nothing())
+  )
 
 
 def fractions(num_strata):
   """Non-negative fractions summing to 1 (zeros included)."""
-  weights = st.lists(st.sampled_from([0.0, 1e-3, 1.0, 3.0]),
-                     min_size=num_strata, max_size=num_strata)
+  weights = st.lists(
+    st.sampled_from([0.0, 1e-3, 1.0, 3.0]), min_size=num_strata, max_size=num_strata
+  )
   return weights.filter(lambda w: sum(w) > 0).map(
-      lambda w: (np.asarray(w) / np.sum(w)).astype(np.float32))
+    lambda w: (np.asarray(w) / np.sum(w)).astype(np.float32)
+  )
 
 
 def _check_static(sample, num_points):
@@ -87,7 +91,8 @@ def _expected_quotas(counts, fracs, num_points):
 
 @given(key=keys, valid=masks(), num_points=st.sampled_from(NUM_POINTS))
 def test_uniform_points_lie_in_the_mask_and_mask_is_false_only_without_valid_pixels(
-    key, valid, num_points):
+  key, valid, num_points
+):
   sample = _uniform(key, jnp.asarray(valid), num_points)
   _check_static(sample, num_points)
   coords, mask = np.asarray(sample.coords), np.asarray(sample.mask)
@@ -106,13 +111,19 @@ def test_uniform_points_lie_in_the_mask_and_mask_is_false_only_without_valid_pix
 def stratified_cases(draw):
   """(strata, fractions, num_strata, num_points); one stratum is uniform's case."""
   num_strata = 3
-  return (draw(strata_maps(num_strata)), draw(fractions(num_strata)), num_strata,
-          draw(st.sampled_from(NUM_POINTS)))
+  return (
+    draw(strata_maps(num_strata)),
+    draw(fractions(num_strata)),
+    num_strata,
+    draw(st.sampled_from(NUM_POINTS)),
+  )
 
 
 # Whole shares next to a present stratum with fraction 0: no point may go to the latter.
-@example(key=jax.random.key(0), case=(np.arange(12, dtype=np.int32).reshape(4, 3) % 3,
-                                      np.float32([0.5, 0.5, 0.0]), 3, 40))
+@example(
+  key=jax.random.key(0),
+  case=(np.arange(12, dtype=np.int32).reshape(4, 3) % 3, np.float32([0.5, 0.5, 0.0]), 3, 40),
+)
 @given(key=keys, case=stratified_cases())
 def test_stratified_counts_follow_the_documented_quotas(key, case):
   strata, fracs, num_strata, num_points = case
@@ -142,16 +153,21 @@ def test_stratified_counts_follow_the_documented_quotas(key, case):
     assert len(set(_rows(picked))) == min(quotas[s], counts[s])
 
 
-@given(key=keys, valid=masks(shape=(9, 12)), data=st.data(),
-       points_importance=st.sampled_from([(1, 1.0), (5, 0.0), (12, 0.5)]),
-       oversample=st.sampled_from([1, 3]))
+@given(
+  key=keys,
+  valid=masks(shape=(9, 12)),
+  data=st.data(),
+  points_importance=st.sampled_from([(1, 1.0), (5, 0.0), (12, 0.5)]),
+  oversample=st.sampled_from([1, 3]),
+)
 def test_hard_pixels_stay_valid_and_put_the_highest_scores_first(
-    key, valid, data, points_importance, oversample):
+  key, valid, data, points_importance, oversample
+):
   num_points, importance = points_importance  # static: few pairs, few compilations
-  scores = data.draw(hnp.arrays(np.float32, valid.shape,
-                                elements=st.floats(-5, 5, width=32, allow_subnormal=False)))
-  sample = _hard(key, jnp.asarray(scores), num_points, oversample, importance,
-                 jnp.asarray(valid))
+  scores = data.draw(
+    hnp.arrays(np.float32, valid.shape, elements=st.floats(-5, 5, width=32, allow_subnormal=False))
+  )
+  sample = _hard(key, jnp.asarray(scores), num_points, oversample, importance, jnp.asarray(valid))
   _check_static(sample, num_points)
   coords, mask = np.asarray(sample.coords), np.asarray(sample.mask)
   if not valid.any():
@@ -166,8 +182,9 @@ def test_hard_pixels_stay_valid_and_put_the_highest_scores_first(
     assert len(set(_rows(coords))) == num_points
 
 
-@given(valid=masks(), cells=st.sampled_from([1, 2, 3]), jitter=st.booleans(),
-       seed=st.integers(0, 1000))
+@given(
+  valid=masks(), cells=st.sampled_from([1, 2, 3]), jitter=st.booleans(), seed=st.integers(0, 1000)
+)
 def test_grid_strata_ids_are_cells_where_valid_and_cover_the_grid(valid, cells, jitter, seed):
   key = jax.random.key(seed) if jitter else None
   strata = np.asarray(_grid(jnp.asarray(valid), cells, key))
@@ -202,15 +219,18 @@ def feature_maps(shape=None):
   """[h, w, C] float32 maps. No subnormals: XLA on CPU flushes them to zero (found by the
   "dev" profile: a 1e-45 map read as 0), which is XLA's arithmetic, not the reader's."""
   shape_st = st.just(shape) if shape else st.sampled_from(MAP_SHAPES)
-  return shape_st.flatmap(lambda s: hnp.arrays(
-      np.float32, s, elements=st.floats(-4, 4, width=32, allow_subnormal=False)))
+  return shape_st.flatmap(
+    lambda s: hnp.arrays(np.float32, s, elements=st.floats(-4, 4, width=32, allow_subnormal=False))
+  )
 
 
 def points(extent=40.0):
   """[N, 2] (row, col): inside, on and far beyond the borders, integers included."""
-  coordinate = st.one_of(st.floats(-extent, extent, width=32),
-                         st.integers(-5, 30).map(float),
-                         st.sampled_from([-1e4, -0.5, 0.0, 1e4]))
+  coordinate = st.one_of(
+    st.floats(-extent, extent, width=32),
+    st.integers(-5, 30).map(float),
+    st.sampled_from([-1e4, -0.5, 0.0, 1e4]),
+  )
   return hnp.arrays(np.float32, (NUM_READS, 2), elements=coordinate)
 
 
@@ -218,8 +238,9 @@ def points(extent=40.0):
 def test_bilinear_read_agrees_with_an_independent_tent_filter(fmap, pts, stride):
   got = np.asarray(_read(jnp.asarray(fmap), jnp.asarray(pts), stride))
   assert got.shape == (NUM_READS, fmap.shape[2]) and got.dtype == np.float32
-  np.testing.assert_allclose(got, _tent_read(fmap, pts.astype(np.float64), stride),
-                             rtol=1e-4, atol=2e-3)
+  np.testing.assert_allclose(
+    got, _tent_read(fmap, pts.astype(np.float64), stride), rtol=1e-4, atol=2e-3
+  )
   # A convex combination of the map: never outside its range, per channel.
   lo, hi = fmap.min(axis=(0, 1)), fmap.max(axis=(0, 1))
   assert (got >= lo - 1e-5).all() and (got <= hi + 1e-5).all()
@@ -243,8 +264,7 @@ def test_points_beyond_the_border_read_the_clamped_point(fmap, pts, stride):
   np.testing.assert_array_equal(got[corner], np.broadcast_to(fmap[-1, -1], got[corner].shape))
 
 
-@given(fmap=feature_maps(shape=(1, 1, 3)), pts=points(extent=1e4),
-       stride=st.sampled_from(STRIDES))
+@given(fmap=feature_maps(shape=(1, 1, 3)), pts=points(extent=1e4), stride=st.sampled_from(STRIDES))
 def test_a_one_by_one_map_reads_its_value_everywhere(fmap, pts, stride):
   got = np.asarray(_read(jnp.asarray(fmap), jnp.asarray(pts), stride))
   np.testing.assert_array_equal(got, np.broadcast_to(fmap[0, 0], got.shape))
@@ -253,13 +273,17 @@ def test_a_one_by_one_map_reads_its_value_everywhere(fmap, pts, stride):
 @given(data=st.data(), pts=points(), image_size=st.sampled_from([(8, 10), (7, 5)]))
 def test_hypercolumn_concatenates_the_reads_at_strides_image_over_map(data, pts, image_size):
   maps = [data.draw(feature_maps(shape)) for shape in [(8, 10, 2), (4, 5, 1), (3, 2, 3)]]
-  got = np.asarray(_hypercolumn([jnp.asarray(m) for m in maps], jnp.asarray(pts),
-                                image_size))
+  got = np.asarray(_hypercolumn([jnp.asarray(m) for m in maps], jnp.asarray(pts), image_size))
   assert got.shape == (NUM_READS, 6)
-  want = np.concatenate([
-      _tent_read(m, pts.astype(np.float64),
-                 (image_size[0] / m.shape[0], image_size[1] / m.shape[1]))
-      for m in maps], axis=-1)
+  want = np.concatenate(
+    [
+      _tent_read(
+        m, pts.astype(np.float64), (image_size[0] / m.shape[0], image_size[1] / m.shape[1])
+      )
+      for m in maps
+    ],
+    axis=-1,
+  )
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-3)
 
 

@@ -30,23 +30,23 @@ import io
 import os
 import pathlib
 import tarfile
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
-from etils import epath
-from ml_collections import config_dict
 import numpy as np
-from PIL import Image
 import scipy.io
 import tensorflow_datasets as tfds
+from etils import epath
+from ml_collections import config_dict
+from PIL import Image
 
 from pixelnet_jax.data.registry import DATASETS
 
-SPLITS = ('train', 'val', 'test')
-ARCHIVE_NAME = 'BSR_bsds500.tgz'
+SPLITS = ("train", "val", "test")
+ARCHIVE_NAME = "BSR_bsds500.tgz"
 # Where the image/groundTruth folders live inside the archive and the extracted folder.
-_DATA_SUBDIR = ('BSR', 'BSDS500', 'data')
-_HOMEPAGE = ('https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/'
-             'resources.html')
+_DATA_SUBDIR = ("BSR", "BSDS500", "data")
+_HOMEPAGE = "https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/resources.html"
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
 BSDS500 must be downloaded by hand (non-commercial research and educational use).
@@ -70,7 +70,7 @@ class Bsds500DataError(FileNotFoundError):
 
 
 def _missing(message: str) -> Bsds500DataError:
-  return Bsds500DataError(f'{message}\n\n{MANUAL_DOWNLOAD_INSTRUCTIONS}')
+  return Bsds500DataError(f"{message}\n\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -85,60 +85,69 @@ def find_data_root(path: os.PathLike | str) -> pathlib.Path:
   """
   path = pathlib.Path(path).expanduser()
   if not path.is_dir():
-    raise _missing(f'BSDS500 directory {str(path)!r} does not exist.')
+    raise _missing(f"BSDS500 directory {str(path)!r} does not exist.")
   for depth in range(len(_DATA_SUBDIR) + 1):
     candidate = path.joinpath(*_DATA_SUBDIR[depth:])
-    if (candidate / 'images').is_dir() and (candidate / 'groundTruth').is_dir():
+    if (candidate / "images").is_dir() and (candidate / "groundTruth").is_dir():
       return candidate
   raise _missing(
-      f'No BSDS500 data under {str(path)!r}: expected '
-      f'{os.path.join(str(path), *_DATA_SUBDIR)}/{{images,groundTruth}}/<split>/ '
-      f'(or the archive {ARCHIVE_NAME} in the manual directory).')
+    f"No BSDS500 data under {str(path)!r}: expected "
+    f"{os.path.join(str(path), *_DATA_SUBDIR)}/{{images,groundTruth}}/<split>/ "
+    f"(or the archive {ARCHIVE_NAME} in the manual directory)."
+  )
 
 
 def available_splits(data_root: os.PathLike | str) -> list[str]:
   """The splits (in SPLITS order) whose image folder exists under `data_root`."""
   root = pathlib.Path(data_root)
-  return [s for s in SPLITS if (root / 'images' / s).is_dir()]
+  return [s for s in SPLITS if (root / "images" / s).is_dir()]
 
 
-def list_split(data_root: os.PathLike | str,
-               split: str) -> list[tuple[str, pathlib.Path, pathlib.Path]]:
+def list_split(
+  data_root: os.PathLike | str, split: str
+) -> list[tuple[str, pathlib.Path, pathlib.Path]]:
   """Sorted (id, image_path, ground_truth_path) of one split; every image needs its .mat."""
   if split not in SPLITS:
-    raise ValueError(f'BSDS500 split must be one of {SPLITS}, got {split!r}.')
+    raise ValueError(f"BSDS500 split must be one of {SPLITS}, got {split!r}.")
   root = pathlib.Path(data_root)
-  image_dir, gt_dir = root / 'images' / split, root / 'groundTruth' / split
+  image_dir, gt_dir = root / "images" / split, root / "groundTruth" / split
   if not image_dir.is_dir():
-    raise _missing(f'BSDS500 split {split!r} not found: no folder {str(image_dir)!r} '
-                   f'(splits present: {available_splits(root)}).')
+    raise _missing(
+      f"BSDS500 split {split!r} not found: no folder {str(image_dir)!r} "
+      f"(splits present: {available_splits(root)})."
+    )
   files = []
-  for image_path in sorted(image_dir.glob('*.jpg')):
-    gt_path = gt_dir / f'{image_path.stem}.mat'
+  for image_path in sorted(image_dir.glob("*.jpg")):
+    gt_path = gt_dir / f"{image_path.stem}.mat"
     if not gt_path.is_file():
-      raise _missing(f'BSDS500 ground truth {str(gt_path)!r} is missing for image '
-                     f'{str(image_path)!r}.')
+      raise _missing(
+        f"BSDS500 ground truth {str(gt_path)!r} is missing for image {str(image_path)!r}."
+      )
     files.append((image_path.stem, image_path, gt_path))
   if not files:
-    raise _missing(f'BSDS500 split {split!r}: no .jpg images in {str(image_dir)!r}.')
+    raise _missing(f"BSDS500 split {split!r}: no .jpg images in {str(image_dir)!r}.")
   return files
 
 
-def decode_image(data: bytes, source: str = 'image bytes') -> np.ndarray:
+def decode_image(data: bytes, source: str = "image bytes") -> np.ndarray:
   """JPEG/PNG bytes -> image [H, W, 3] uint8 RGB (PIL, the one decoder used everywhere).
 
   `source` (the file or record) names a corrupt or truncated image in the error.
   """
   try:
     with Image.open(io.BytesIO(data)) as image:
-      return np.asarray(image.convert('RGB'), dtype=np.uint8)
+      return np.asarray(image.convert("RGB"), dtype=np.uint8)
   except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f'BSDS500 image {source}: cannot decode it; expected a complete JPEG '
-                     f'({type(e).__name__}: {e}).') from e
+    raise ValueError(
+      f"BSDS500 image {source}: cannot decode it; expected a complete JPEG "
+      f"({type(e).__name__}: {e})."
+    ) from e
 
 
-_GT_EXPECTED = ('a BSDS .mat with a 1 x A groundTruth cell of structs, each holding '
-                '[H, W] Boundaries (0/1) and Segmentation (region ids) of one size')
+_GT_EXPECTED = (
+  "a BSDS .mat with a 1 x A groundTruth cell of structs, each holding "
+  "[H, W] Boundaries (0/1) and Segmentation (region ids) of one size"
+)
 
 
 def read_ground_truth(path: os.PathLike | str) -> tuple[np.ndarray, np.ndarray]:
@@ -148,64 +157,70 @@ def read_ground_truth(path: os.PathLike | str) -> tuple[np.ndarray, np.ndarray]:
     boundaries [A, H, W] uint8 (0/1) and segmentations [A, H, W] uint16, one per
     annotator, in the file's order.
   """
+
   def bad(what: str, cause: Exception | None = None) -> ValueError:
-    detail = f' ({type(cause).__name__}: {cause})' if cause else ''
-    return ValueError(f'BSDS500 ground truth {os.fspath(path)}: {what}; expected '
-                      f'{_GT_EXPECTED}{detail}.')
+    detail = f" ({type(cause).__name__}: {cause})" if cause else ""
+    return ValueError(
+      f"BSDS500 ground truth {os.fspath(path)}: {what}; expected {_GT_EXPECTED}{detail}."
+    )
 
   try:
     mat = scipy.io.loadmat(os.fspath(path))
   except Exception as e:  # pylint: disable=broad-except
-    raise bad('cannot read the file', e) from e
-  if 'groundTruth' not in mat:
-    raise bad(f'no groundTruth variable (it holds '
-              f'{sorted(k for k in mat if not k.startswith("__"))})')
-  cells = mat['groundTruth']  # 1 x A cell of structs
+    raise bad("cannot read the file", e) from e
+  if "groundTruth" not in mat:
+    raise bad(
+      f"no groundTruth variable (it holds {sorted(k for k in mat if not k.startswith('__'))})"
+    )
+  cells = mat["groundTruth"]  # 1 x A cell of structs
   if cells.ndim != 2 or cells.shape[0] != 1 or cells.shape[1] < 1:
-    raise bad(f'groundTruth has shape {cells.shape}')
+    raise bad(f"groundTruth has shape {cells.shape}")
   try:
     annotations = [cells[0, a] for a in range(cells.shape[1])]
-    raw_b = [np.asarray(s['Boundaries'][0, 0]) for s in annotations]
-    raw_s = [np.asarray(s['Segmentation'][0, 0]) for s in annotations]
+    raw_b = [np.asarray(s["Boundaries"][0, 0]) for s in annotations]
+    raw_s = [np.asarray(s["Segmentation"][0, 0]) for s in annotations]
   except Exception as e:  # pylint: disable=broad-except
-    raise bad('groundTruth is not a cell of structs with Boundaries and Segmentation',
-              e) from e
+    raise bad("groundTruth is not a cell of structs with Boundaries and Segmentation", e) from e
   shape = raw_b[0].shape
   for a, (b, seg) in enumerate(zip(raw_b, raw_s)):
-    for name, m in (('Boundaries', b), ('Segmentation', seg)):
+    for name, m in (("Boundaries", b), ("Segmentation", seg)):
       if m.ndim != 2 or m.shape != shape or not m.size:
-        raise bad(f'annotator {a + 1} {name} has shape {m.shape} (annotator 1 Boundaries: '
-                  f'{shape})')
+        raise bad(f"annotator {a + 1} {name} has shape {m.shape} (annotator 1 Boundaries: {shape})")
       if not (np.issubdtype(m.dtype, np.number) or m.dtype == np.bool_):
-        raise bad(f'annotator {a + 1} {name} has dtype {m.dtype}')
+        raise bad(f"annotator {a + 1} {name} has dtype {m.dtype}")
     if not np.isin(b, (0, 1)).all():
-      raise bad(f'annotator {a + 1} Boundaries holds values other than 0 and 1')
+      raise bad(f"annotator {a + 1} Boundaries holds values other than 0 and 1")
     if seg.min() < 0 or seg.max() > np.iinfo(np.uint16).max or (seg != np.round(seg)).any():
-      raise bad(f'annotator {a + 1} Segmentation holds values that are not uint16 ids')
+      raise bad(f"annotator {a + 1} Segmentation holds values that are not uint16 ids")
   return np.stack(raw_b).astype(np.uint8), np.stack(raw_s).astype(np.uint16)
 
 
 def _check_sizes(image_shape, boundaries: np.ndarray, image_path, gt_path) -> None:
   if tuple(image_shape[:2]) != boundaries.shape[1:]:
-    raise ValueError(f'BSDS500 image {os.fspath(image_path)} is {tuple(image_shape[:2])} '
-                     f'(rows, cols) but its ground truth {os.fspath(gt_path)} is '
-                     f'{boundaries.shape[1:]}; expected the same size.')
+    raise ValueError(
+      f"BSDS500 image {os.fspath(image_path)} is {tuple(image_shape[:2])} "
+      f"(rows, cols) but its ground truth {os.fspath(gt_path)} is "
+      f"{boundaries.shape[1:]}; expected the same size."
+    )
 
 
-def make_example(image: np.ndarray, boundaries: np.ndarray, segmentations: np.ndarray,
-                 example_id: str | bytes) -> dict[str, Any]:
+def make_example(
+  image: np.ndarray, boundaries: np.ndarray, segmentations: np.ndarray, example_id: str | bytes
+) -> dict[str, Any]:
   """The project's example dict; `edges [H, W] float32` = mean of annotators' boundaries."""
   if isinstance(example_id, bytes):
-    example_id = example_id.decode('utf-8')
+    example_id = example_id.decode("utf-8")
   if image.shape[:2] != boundaries.shape[1:]:
-    raise ValueError(f'BSDS500 example {example_id}: image {image.shape} and boundaries '
-                     f'{boundaries.shape} differ in size.')
+    raise ValueError(
+      f"BSDS500 example {example_id}: image {image.shape} and boundaries "
+      f"{boundaries.shape} differ in size."
+    )
   return {
-      'image': image,
-      'edges': boundaries.astype(np.float32).mean(axis=0),
-      'boundaries': boundaries,
-      'segmentations': segmentations,
-      'id': example_id,
+    "image": image,
+    "edges": boundaries.astype(np.float32).mean(axis=0),
+    "boundaries": boundaries,
+    "segmentations": segmentations,
+    "id": example_id,
   }
 
 
@@ -220,24 +235,29 @@ def extract_archive(archive: os.PathLike | str, target_dir: os.PathLike | str) -
   makes a completed extraction reusable.
   """
   target = pathlib.Path(target_dir)
-  marker = target / '.bsds500_extracted'
+  marker = target / ".bsds500_extracted"
   if not marker.exists():
-    prefix = '/'.join(_DATA_SUBDIR) + '/'
+    prefix = "/".join(_DATA_SUBDIR) + "/"
     target.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(os.fspath(archive), 'r:*') as tar:
-      members = [m for m in tar.getmembers()
-                 if m.name.startswith(prefix) and (m.isfile() or m.isdir())
-                 and '..' not in pathlib.PurePosixPath(m.name).parts]
+    with tarfile.open(os.fspath(archive), "r:*") as tar:
+      members = [
+        m
+        for m in tar.getmembers()
+        if m.name.startswith(prefix)
+        and (m.isfile() or m.isdir())
+        and ".." not in pathlib.PurePosixPath(m.name).parts
+      ]
       if not any(m.isfile() for m in members):
-        raise _missing(f'{str(archive)!r} holds no {prefix} folder: is it {ARCHIVE_NAME}?')
-      kwargs = {'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}
+        raise _missing(f"{str(archive)!r} holds no {prefix} folder: is it {ARCHIVE_NAME}?")
+      kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
       tar.extractall(target, members=members, **kwargs)
     marker.touch()
   return find_data_root(target)
 
 
-def resolve_manual_dir(manual_dir: os.PathLike | str,
-                       extract_dir: os.PathLike | str | None = None) -> pathlib.Path:
+def resolve_manual_dir(
+  manual_dir: os.PathLike | str, extract_dir: os.PathLike | str | None = None
+) -> pathlib.Path:
   """The data root from a manual dir holding `BSR/` or the archive (extracted to extract_dir)."""
   manual_dir = pathlib.Path(manual_dir).expanduser()
   try:
@@ -246,7 +266,7 @@ def resolve_manual_dir(manual_dir: os.PathLike | str,
     archive = manual_dir / ARCHIVE_NAME
     if not archive.is_file():
       raise
-  return extract_archive(archive, extract_dir or manual_dir / 'extracted')
+  return extract_archive(archive, extract_dir or manual_dir / "extracted")
 
 
 # ---------------------------------------------------------------------------------------
@@ -256,8 +276,8 @@ def resolve_manual_dir(manual_dir: os.PathLike | str,
 class Bsds500(tfds.core.GeneratorBasedBuilder):
   """BSDS500 images with every annotator's boundaries and segmentation."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Initial release: image, boundaries, segmentations, id.'}
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release: image, boundaries, segmentations, id."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
   # Keep the sorted-id order of the files, as the BSDS benchmark lists per-image results.
   disable_shuffling = True
@@ -269,7 +289,7 @@ class Bsds500(tfds.core.GeneratorBasedBuilder):
     # package's resources, which fails for namespace packages; name this file directly.
     return epath.Path(__file__)
 
-  def __init__(self, *, file_format: str | None = 'array_record', **kwargs):
+  def __init__(self, *, file_format: str | None = "array_record", **kwargs):
     # array_record: random access (tfds.data_source) without TensorFlow.
     super().__init__(file_format=file_format, **kwargs)
 
@@ -277,34 +297,41 @@ class Bsds500(tfds.core.GeneratorBasedBuilder):
     # DatasetInfo directly: dataset_info_from_configs would look for metadata files
     # (checksums, citations) next to this module.
     return tfds.core.DatasetInfo(
-        builder=self,
-        description='BSDS500 natural images with 4-9 human boundary and segmentation '
-                    'annotations each (Arbelaez et al., TPAMI 2011).',
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Image(shape=(None, None, 3), encoding_format='jpeg'),
-            'boundaries': tfds.features.Tensor(
-                shape=(None, None, None), dtype=np.uint8,
-                encoding=tfds.features.Encoding.ZLIB,
-                doc='[annotators, H, W] 0/1 boundary maps'),
-            'segmentations': tfds.features.Tensor(
-                shape=(None, None, None), dtype=np.uint16,
-                encoding=tfds.features.Encoding.ZLIB,
-                doc='[annotators, H, W] region ids'),
-            'id': tfds.features.Text(),
-        }),
-        homepage=_HOMEPAGE,
+      builder=self,
+      description="BSDS500 natural images with 4-9 human boundary and segmentation "
+      "annotations each (Arbelaez et al., TPAMI 2011).",
+      features=tfds.features.FeaturesDict(
+        {
+          "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+          "boundaries": tfds.features.Tensor(
+            shape=(None, None, None),
+            dtype=np.uint8,
+            encoding=tfds.features.Encoding.ZLIB,
+            doc="[annotators, H, W] 0/1 boundary maps",
+          ),
+          "segmentations": tfds.features.Tensor(
+            shape=(None, None, None),
+            dtype=np.uint16,
+            encoding=tfds.features.Encoding.ZLIB,
+            doc="[annotators, H, W] region ids",
+          ),
+          "id": tfds.features.Text(),
+        }
+      ),
+      homepage=_HOMEPAGE,
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     try:
       manual_dir = dl_manager.manual_dir
     except AssertionError as e:  # TFDS's "does not exist or is empty"
-      raise _missing(str(e).split(' Create it')[0]) from e
-    root = resolve_manual_dir(os.fspath(manual_dir),
-                              os.fspath(dl_manager.download_dir / 'bsds500_extracted'))
+      raise _missing(str(e).split(" Create it")[0]) from e
+    root = resolve_manual_dir(
+      os.fspath(manual_dir), os.fspath(dl_manager.download_dir / "bsds500_extracted")
+    )
     splits = available_splits(root)
     if not splits:
-      raise _missing(f'No split folder ({"/".join(SPLITS)}) under {str(root / "images")!r}.')
+      raise _missing(f"No split folder ({'/'.join(SPLITS)}) under {str(root / 'images')!r}.")
     return {split: self._generate_examples(root, split) for split in splits}
 
   def _generate_examples(self, root: pathlib.Path, split: str) -> Iterator[tuple[str, dict]]:
@@ -313,16 +340,20 @@ class Bsds500(tfds.core.GeneratorBasedBuilder):
       data = image_path.read_bytes()
       # Decoded once only to check it: a damaged file fails here, named, not at read time.
       _check_sizes(decode_image(data, str(image_path)).shape, boundaries, image_path, gt_path)
-      yield example_id, {
-          'image': data,  # the JPEG as is: no TensorFlow encoder needed
-          'boundaries': boundaries,
-          'segmentations': segmentations,
-          'id': example_id,
-      }
+      yield (
+        example_id,
+        {
+          "image": data,  # the JPEG as is: no TensorFlow encoder needed
+          "boundaries": boundaries,
+          "segmentations": segmentations,
+          "id": example_id,
+        },
+      )
 
 
-def build(data_dir: os.PathLike | str | None = None,
-          manual_dir: os.PathLike | str | None = None) -> Bsds500:
+def build(
+  data_dir: os.PathLike | str | None = None, manual_dir: os.PathLike | str | None = None
+) -> Bsds500:
   """Prepares the TFDS dataset if needed and returns the builder.
 
   Args:
@@ -333,12 +364,15 @@ def build(data_dir: os.PathLike | str | None = None,
   if not builder.is_prepared():
     manual = pathlib.Path(os.fspath(manual_dir)) if manual_dir else None
     if manual is None:
-      manual = pathlib.Path(os.fspath(builder.data_dir_root)) / 'downloads' / 'manual'
+      manual = pathlib.Path(os.fspath(builder.data_dir_root)) / "downloads" / "manual"
     if not manual.is_dir():
-      raise _missing(f'The BSDS500 TFDS dataset is not prepared in {builder.data_dir!r} '
-                     f'and the manual directory {str(manual)!r} does not exist.')
+      raise _missing(
+        f"The BSDS500 TFDS dataset is not prepared in {builder.data_dir!r} "
+        f"and the manual directory {str(manual)!r} does not exist."
+      )
     builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual)))
+      download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual))
+    )
   return builder
 
 
@@ -353,33 +387,42 @@ class Bsds500Source:
   uint8, segmentations [A, H, W] uint16, id str}.
   """
 
-  def __init__(self, split: str, data_dir: os.PathLike | str | None = None,
-               manual_dir: os.PathLike | str | None = None):
+  def __init__(
+    self,
+    split: str,
+    data_dir: os.PathLike | str | None = None,
+    manual_dir: os.PathLike | str | None = None,
+  ):
     if split not in SPLITS:
-      raise ValueError(f'BSDS500 split must be one of {SPLITS}, got {split!r}.')
+      raise ValueError(f"BSDS500 split must be one of {SPLITS}, got {split!r}.")
     builder = build(data_dir, manual_dir)
     if split not in builder.info.splits:
-      raise _missing(f'BSDS500 split {split!r} was not in the manual directory when the '
-                     f'dataset was built (splits: {sorted(builder.info.splits)}).')
+      raise _missing(
+        f"BSDS500 split {split!r} was not in the manual directory when the "
+        f"dataset was built (splits: {sorted(builder.info.splits)})."
+      )
     self.split = split
     # Image bytes decoded here with PIL, the same decoder as Bsds500FolderSource.
-    self._records = builder.as_data_source(
-        split, decoders={'image': tfds.decode.SkipDecoding()})
+    self._records = builder.as_data_source(split, decoders={"image": tfds.decode.SkipDecoding()})
 
   def __len__(self) -> int:
     return len(self._records)
 
   def __getitem__(self, index: int) -> dict[str, Any]:
     record = self._records[index]
-    record_id = record['id']
+    record_id = record["id"]
     if isinstance(record_id, bytes):
-      record_id = record_id.decode('utf-8')
-    source = f'{record_id!r} of split {self.split!r}'
-    return make_example(decode_image(record['image'], source), record['boundaries'],
-                        record['segmentations'], record['id'])
+      record_id = record_id.decode("utf-8")
+    source = f"{record_id!r} of split {self.split!r}"
+    return make_example(
+      decode_image(record["image"], source),
+      record["boundaries"],
+      record["segmentations"],
+      record["id"],
+    )
 
   def __repr__(self) -> str:
-    return f'Bsds500Source(split={self.split!r}, len={len(self)})'
+    return f"Bsds500Source(split={self.split!r}, len={len(self)})"
 
 
 class Bsds500FolderSource:
@@ -403,12 +446,15 @@ class Bsds500FolderSource:
     return make_example(image, boundaries, segmentations, example_id)
 
   def __repr__(self) -> str:
-    return f'Bsds500FolderSource(split={self.split!r}, len={len(self)})'
+    return f"Bsds500FolderSource(split={self.split!r}, len={len(self)})"
 
 
-@DATASETS.register("bsds500", defaults=dict(
-    data_dir=config_dict.placeholder(str), manual_dir=config_dict.placeholder(str),
-    backend="tfds"))
+@DATASETS.register(
+  "bsds500",
+  defaults=dict(
+    data_dir=config_dict.placeholder(str), manual_dir=config_dict.placeholder(str), backend="tfds"
+  ),
+)
 def bsds500_source(split: str, config) -> Bsds500Source | Bsds500FolderSource:
   """The registry's factory.
 
@@ -416,15 +462,17 @@ def bsds500_source(split: str, config) -> Bsds500Source | Bsds500FolderSource:
   BSR/ is), ``backend`` ('tfds': build/read the array_record dataset; 'folder': read the
   extracted BSR/ folder in manual_dir directly).
   """
-  backend = config.get('backend') or 'tfds'
-  manual_dir = config.get('manual_dir')
-  if backend == 'tfds':
-    return Bsds500Source(split, data_dir=config.get('data_dir'), manual_dir=manual_dir)
-  if backend == 'folder':
+  backend = config.get("backend") or "tfds"
+  manual_dir = config.get("manual_dir")
+  if backend == "tfds":
+    return Bsds500Source(split, data_dir=config.get("data_dir"), manual_dir=manual_dir)
+  if backend == "folder":
     if not manual_dir:
       raise FileNotFoundError(
-          'config.dataset.backend="folder" needs config.dataset.manual_dir (the folder '
-          'holding BSR/).\n\n' + MANUAL_DOWNLOAD_INSTRUCTIONS)
+        'config.dataset.backend="folder" needs config.dataset.manual_dir (the folder '
+        "holding BSR/).\n\n" + MANUAL_DOWNLOAD_INSTRUCTIONS
+      )
     return Bsds500FolderSource(split, manual_dir)
-  raise ValueError(f'config.dataset.backend for bsds500 must be "tfds" or "folder", got '
-                   f'{backend!r}.')
+  raise ValueError(
+    f'config.dataset.backend for bsds500 must be "tfds" or "folder", got {backend!r}.'
+  )

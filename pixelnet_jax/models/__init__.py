@@ -17,8 +17,19 @@ from pixelnet_jax.models.pixelnet import HEADS, PixelNet
 from pixelnet_jax.models.vgg import PRESETS, TAP_ACTIVATIONS, VGG, VGG16, VGG_SMALL, VGGSpec
 
 __all__ = [
-    "HEADS", "LinearHead", "MLPHead", "PRESETS", "PixelNet", "SplitDense", "VGG", "VGG16",
-    "VGG_SMALL", "VGGSpec", "create_model", "default_model_config", "trunk_spec",
+  "HEADS",
+  "LinearHead",
+  "MLPHead",
+  "PRESETS",
+  "PixelNet",
+  "SplitDense",
+  "VGG",
+  "VGG16",
+  "VGG_SMALL",
+  "VGGSpec",
+  "create_model",
+  "default_model_config",
+  "trunk_spec",
 ]
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -71,8 +82,9 @@ def trunk_spec(model_config: ml_collections.ConfigDict) -> VGGSpec:
     missing = [k for k in ("stage_widths", "convs_per_stage") if fields[k] is None]
     if missing:
       raise ValueError(
-          f"model.trunk='vgg' needs model.{' and model.'.join(missing)} "
-          "(or use a preset trunk: 'vgg16', 'vgg_small').")
+        f"model.trunk='vgg' needs model.{' and model.'.join(missing)} "
+        "(or use a preset trunk: 'vgg16', 'vgg_small')."
+      )
     fields["fc"] = bool(fields["fc"]) if fields["fc"] is not None else False
     fields["fc_width"] = fields["fc_width"] if fields["fc_width"] is not None else 4096
   multiplier = float(model_config.get("width_multiplier", 1.0))
@@ -83,10 +95,11 @@ def trunk_spec(model_config: ml_collections.ConfigDict) -> VGGSpec:
     return max(1, int(round(int(width) * multiplier)))
 
   return VGGSpec(
-      stage_widths=tuple(scale(w) for w in fields["stage_widths"]),
-      convs_per_stage=tuple(int(n) for n in fields["convs_per_stage"]),
-      fc=bool(fields["fc"]),
-      fc_width=scale(fields["fc_width"]))
+    stage_widths=tuple(scale(w) for w in fields["stage_widths"]),
+    convs_per_stage=tuple(int(n) for n in fields["convs_per_stage"]),
+    fc=bool(fields["fc"]),
+    fc_width=scale(fields["fc_width"]),
+  )
 
 
 def _taps(model_config, spec: VGGSpec):
@@ -102,8 +115,9 @@ def _taps(model_config, spec: VGGSpec):
   return taps
 
 
-def create_model(model_config: ml_collections.ConfigDict, num_outputs: int,
-                 bn_axis_name: Optional[str] = None) -> PixelNet:
+def create_model(
+  model_config: ml_collections.ConfigDict, num_outputs: int, bn_axis_name: str | None = None
+) -> PixelNet:
   """Builds PixelNet from ``config.model`` (fields: see ``default_model_config``).
 
   Args:
@@ -129,7 +143,8 @@ def create_model(model_config: ml_collections.ConfigDict, num_outputs: int,
     raise ValueError(f"Unknown model.head {cfg.head!r}; choose one of {HEADS}.")
   if cfg.tap_activation not in TAP_ACTIVATIONS:
     raise ValueError(
-        f"Unknown model.tap_activation {cfg.tap_activation!r}; choose one of {TAP_ACTIVATIONS}.")
+      f"Unknown model.tap_activation {cfg.tap_activation!r}; choose one of {TAP_ACTIVATIONS}."
+    )
   if cfg.dtype not in _DTYPES:
     raise ValueError(f"Unknown model.dtype {cfg.dtype!r}; choose one of {tuple(_DTYPES)}.")
   for key in ("dropout", "hypercolumn_dropout"):
@@ -140,10 +155,20 @@ def create_model(model_config: ml_collections.ConfigDict, num_outputs: int,
   if any(int(w) < 1 for w in cfg.mlp_widths):
     raise ValueError(f"model.mlp_widths must be positive, got {cfg.mlp_widths}.")
   return PixelNet(
-      spec=spec, taps=taps, num_outputs=int(num_outputs), tap_activation=cfg.tap_activation,
-      head_type=cfg.head, mlp_widths=tuple(int(w) for w in cfg.mlp_widths),
-      dropout=float(cfg.dropout), hypercolumn_dropout=float(cfg.hypercolumn_dropout),
-      head_init_std=float(cfg.head_init_std), trunk_init_std=float(cfg.trunk_init_std),
-      conv_bias=bool(cfg.conv_bias), bn_momentum=float(cfg.bn_momentum),
-      bn_epsilon=float(cfg.bn_epsilon), bn_axis_name=bn_axis_name,
-      dense_chunk_size=int(cfg.dense_chunk_size), dtype=_DTYPES[cfg.dtype])
+    spec=spec,
+    taps=taps,
+    num_outputs=int(num_outputs),
+    tap_activation=cfg.tap_activation,
+    head_type=cfg.head,
+    mlp_widths=tuple(int(w) for w in cfg.mlp_widths),
+    dropout=float(cfg.dropout),
+    hypercolumn_dropout=float(cfg.hypercolumn_dropout),
+    head_init_std=float(cfg.head_init_std),
+    trunk_init_std=float(cfg.trunk_init_std),
+    conv_bias=bool(cfg.conv_bias),
+    bn_momentum=float(cfg.bn_momentum),
+    bn_epsilon=float(cfg.bn_epsilon),
+    bn_axis_name=bn_axis_name,
+    dense_chunk_size=int(cfg.dense_chunk_size),
+    dtype=_DTYPES[cfg.dtype],
+  )

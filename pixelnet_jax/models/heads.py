@@ -10,7 +10,8 @@ path of DESIGN.md) without changing the parameters.
 
 from __future__ import annotations
 
-from typing import Any, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -23,7 +24,8 @@ from pixelnet_jax.models.vgg import normal_init
 def _check_features(features, tap_names):
   if len(features) != len(tap_names):
     raise ValueError(
-        f"The head was built for taps {tuple(tap_names)} but got {len(features)} feature arrays.")
+      f"The head was built for taps {tuple(tap_names)} but got {len(features)} feature arrays."
+    )
 
 
 class Dropout(nn.Module):
@@ -33,6 +35,7 @@ class Dropout(nn.Module):
   of multi-dimensional Threefry draws (see ``vgg.normal_init``). Needs the
   'dropout' rng when ``train`` and ``rate > 0``.
   """
+
   rate: float
 
   @nn.compact
@@ -53,7 +56,8 @@ class SplitDense(nn.Module):
     init_std: std of the normal kernel init (bias starts at zero).
     dtype: compute dtype.
   """
-  tap_names: Tuple[str, ...]
+
+  tap_names: tuple[str, ...]
   features: int
   init_std: float = 0.001
   dtype: Any = jnp.float32
@@ -85,9 +89,10 @@ class MLPHead(nn.Module):
     init_std: std of the normal init of every kernel.
     dtype: compute dtype; the output is float32.
   """
-  tap_names: Tuple[str, ...]
+
+  tap_names: tuple[str, ...]
   num_outputs: int
-  widths: Tuple[int, ...] = (4096, 4096)
+  widths: tuple[int, ...] = (4096, 4096)
   dropout: float = 0.5
   hypercolumn_dropout: float = 0.0
   init_std: float = 0.001
@@ -110,9 +115,13 @@ class MLPHead(nn.Module):
       if self.dropout > 0:
         x = Dropout(self.dropout, name=f"dropout_{i + 1}")(x, train)
       last = i == len(widths) - 2
-      x = nn.Dense(width, kernel_init=normal_init(self.init_std),
-                   bias_init=nn.initializers.zeros, dtype=self.dtype,
-                   name="output" if last else f"hidden_{i + 1}")(x)
+      x = nn.Dense(
+        width,
+        kernel_init=normal_init(self.init_std),
+        bias_init=nn.initializers.zeros,
+        dtype=self.dtype,
+        name="output" if last else f"hidden_{i + 1}",
+      )(x)
     return x.astype(jnp.float32)
 
 
@@ -130,7 +139,8 @@ class LinearHead(nn.Module):
     bn_momentum, bn_epsilon, bn_axis_name: as in the trunk.
     dtype: compute dtype; the output is float32.
   """
-  tap_names: Tuple[str, ...]
+
+  tap_names: tuple[str, ...]
   num_outputs: int
   hypercolumn_dropout: float = 0.0
   init_std: float = 0.001
@@ -145,13 +155,21 @@ class LinearHead(nn.Module):
     _check_features(features, self.tap_names)
     normed = []
     for tap, f in zip(self.tap_names, features):
-      f = nn.BatchNorm(use_running_average=not train, use_scale=False, use_bias=False,
-                       momentum=self.bn_momentum, epsilon=self.bn_epsilon,
-                       axis_name=self.bn_axis_name, dtype=self.dtype, name=f"bn_{tap}")(f)
+      f = nn.BatchNorm(
+        use_running_average=not train,
+        use_scale=False,
+        use_bias=False,
+        momentum=self.bn_momentum,
+        epsilon=self.bn_epsilon,
+        axis_name=self.bn_axis_name,
+        dtype=self.dtype,
+        name=f"bn_{tap}",
+      )(f)
       normed.append(nn.relu(f))
     if self.hypercolumn_dropout > 0:
       drop = Dropout(self.hypercolumn_dropout, name="hypercolumn_dropout")
       normed = [drop(f, train) for f in normed]
-    x = SplitDense(self.tap_names, int(self.num_outputs), self.init_std, self.dtype,
-                   name="first")(normed)
+    x = SplitDense(self.tap_names, int(self.num_outputs), self.init_std, self.dtype, name="first")(
+      normed
+    )
     return x.astype(jnp.float32)

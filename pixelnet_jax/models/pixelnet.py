@@ -8,7 +8,7 @@ hypercolumn at once.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -40,13 +40,14 @@ def read_taps(maps, spec: vgg.VGGSpec, taps, points, points_batched: bool = True
     list of [B, N, C_tap].
   """
   read = jax.vmap(hypercolumn.bilinear_read, in_axes=(0, 0 if points_batched else None, None))
-  return [read(maps[t], points, float(2**spec.tap_num_pools(t))) for t in taps]
+  return [read(maps[t], points, float(2 ** spec.tap_num_pools(t))) for t in taps]
 
 
 def _pixel_grid(height: int, width: int):
   """Every pixel's (row, col), row-major: [H * W, 2] float32."""
-  rows, cols = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32),
-                            jnp.arange(width, dtype=jnp.float32), indexing="ij")
+  rows, cols = jnp.meshgrid(
+    jnp.arange(height, dtype=jnp.float32), jnp.arange(width, dtype=jnp.float32), indexing="ij"
+  )
   return jnp.stack([rows.reshape(-1), cols.reshape(-1)], axis=-1)
 
 
@@ -69,12 +70,13 @@ class PixelNet(nn.Module):
     dense_chunk_size: pixels per image per head call in ``predict_dense``.
     dtype: compute dtype; outputs are float32.
   """
+
   spec: vgg.VGGSpec
-  taps: Tuple[str, ...]
+  taps: tuple[str, ...]
   num_outputs: int
   tap_activation: str = "post"
   head_type: str = "mlp"
-  mlp_widths: Tuple[int, ...] = (4096, 4096)
+  mlp_widths: tuple[int, ...] = (4096, 4096)
   dropout: float = 0.5
   hypercolumn_dropout: float = 0.0
   head_init_std: float = 0.001
@@ -82,7 +84,7 @@ class PixelNet(nn.Module):
   conv_bias: bool = True
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
-  bn_axis_name: Optional[str] = None
+  bn_axis_name: str | None = None
   dense_chunk_size: int = 8192
   dtype: Any = jnp.float32
 
@@ -91,21 +93,37 @@ class PixelNet(nn.Module):
       raise ValueError(f"model.head must be one of {HEADS}, got {self.head_type!r}.")
     self.spec.check_taps(self.taps)
     self.trunk = vgg.VGG(
-        spec=self.spec, taps=tuple(self.taps), tap_activation=self.tap_activation,
-        init_std=self.trunk_init_std, use_bias=self.conv_bias, bn_momentum=self.bn_momentum,
-        bn_epsilon=self.bn_epsilon, bn_axis_name=self.bn_axis_name, dtype=self.dtype)
+      spec=self.spec,
+      taps=tuple(self.taps),
+      tap_activation=self.tap_activation,
+      init_std=self.trunk_init_std,
+      use_bias=self.conv_bias,
+      bn_momentum=self.bn_momentum,
+      bn_epsilon=self.bn_epsilon,
+      bn_axis_name=self.bn_axis_name,
+      dtype=self.dtype,
+    )
     if self.head_type == "mlp":
       self.head = heads_lib.MLPHead(
-          tap_names=tuple(self.taps), num_outputs=self.num_outputs,
-          widths=tuple(self.mlp_widths), dropout=self.dropout,
-          hypercolumn_dropout=self.hypercolumn_dropout, init_std=self.head_init_std,
-          dtype=self.dtype)
+        tap_names=tuple(self.taps),
+        num_outputs=self.num_outputs,
+        widths=tuple(self.mlp_widths),
+        dropout=self.dropout,
+        hypercolumn_dropout=self.hypercolumn_dropout,
+        init_std=self.head_init_std,
+        dtype=self.dtype,
+      )
     else:
       self.head = heads_lib.LinearHead(
-          tap_names=tuple(self.taps), num_outputs=self.num_outputs,
-          hypercolumn_dropout=self.hypercolumn_dropout, init_std=self.head_init_std,
-          bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon,
-          bn_axis_name=self.bn_axis_name, dtype=self.dtype)
+        tap_names=tuple(self.taps),
+        num_outputs=self.num_outputs,
+        hypercolumn_dropout=self.hypercolumn_dropout,
+        init_std=self.head_init_std,
+        bn_momentum=self.bn_momentum,
+        bn_epsilon=self.bn_epsilon,
+        bn_axis_name=self.bn_axis_name,
+        dtype=self.dtype,
+      )
 
   def __call__(self, images, points, train: bool = False):
     """Predicts at sampled pixels.
@@ -122,13 +140,14 @@ class PixelNet(nn.Module):
     _check_images(images)
     if points.ndim != 3 or points.shape[-1] != 2 or points.shape[0] != images.shape[0]:
       raise ValueError(
-          f"points must be [B, N, 2] (row, col) with B = {images.shape[0]} as in images, "
-          f"got {tuple(points.shape)}.")
+        f"points must be [B, N, 2] (row, col) with B = {images.shape[0]} as in images, "
+        f"got {tuple(points.shape)}."
+      )
     maps = self.trunk(images, train=train)
     features = read_taps(maps, self.spec, self.taps, points)
     return self.head(features, train=train)
 
-  def predict_dense(self, images, chunk_size: Optional[int] = None):
+  def predict_dense(self, images, chunk_size: int | None = None):
     """Predicts every pixel (eval mode): the trunk once, the head over pixel chunks.
 
     The pixels are split into chunks of ``chunk_size`` per image (the last one
