@@ -101,6 +101,25 @@ def read_image(path: os.PathLike | str) -> np.ndarray:
   return decode_image(read_bytes(path, "image"), path)
 
 
+def decode_exact(data: bytes, modes: tuple[str, ...], name: os.PathLike | str | None = None,
+                 what: str = "label map") -> np.ndarray:
+  """PNG bytes -> the stored values as uint8, refused unless PIL's mode is one of `modes`.
+
+  For files whose values are data (class indices, encoded normals): no conversion.
+  """
+  try:
+    with Image.open(io.BytesIO(data)) as image:
+      image.load()
+      mode = image.mode
+      if mode in modes:
+        return np.asarray(image, dtype=np.uint8)
+  except (OSError, SyntaxError, ValueError) as e:
+    raise DataError(f"Cannot decode {what}{_where(name)} ({e}); the file is corrupt or "
+                    f"truncated: download or extract it again.") from e
+  raise DataError(f"The {what}{_where(name)} has PIL mode {mode!r}; expected "
+                  f"{' or '.join(repr(m) for m in modes)}.")
+
+
 def decode_index_png(data: bytes, name: os.PathLike | str | None = None) -> np.ndarray:
   """A label PNG -> [H, W] uint8 class indices, never through colours.
 
@@ -108,17 +127,8 @@ def decode_index_png(data: bytes, name: os.PathLike | str | None = None) -> np.n
   the indices themselves; an RGB colour-coded label map is refused (its colours would need
   a palette to invert).
   """
-  try:
-    with Image.open(io.BytesIO(data)) as image:
-      image.load()
-      mode = image.mode
-      if mode in ("P", "L"):
-        return np.asarray(image, dtype=np.uint8)
-  except (OSError, SyntaxError, ValueError) as e:
-    raise DataError(f"Cannot decode label map{_where(name)} ({e}); the file is corrupt or "
-                    f"truncated: download or extract it again.") from e
-  raise DataError(f"Label map{_where(name)} has PIL mode {mode!r}; expected an 8-bit "
-                  f"palette ('P') or greyscale ('L') PNG of class indices, not colours.")
+  return decode_exact(data, ("P", "L"), name, "label map (8-bit palette or greyscale PNG of "
+                                             "class indices, not colours)")
 
 
 def read_index_png(path: os.PathLike | str) -> np.ndarray:
