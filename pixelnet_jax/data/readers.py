@@ -186,12 +186,13 @@ def remap_labels(label: np.ndarray, table: Mapping[int, int] | np.ndarray, num_c
   label = np.asarray(label)
   values = np.unique(label)
   in_range = (values >= 0) & (values < len(lut))
-  bad = values[~in_range].tolist() + [v for v in values[in_range] if lut[v] < 0]
+  bad = values[~in_range].tolist() + [int(v) for v in values[in_range] if lut[v] < 0]
   if bad:
-    known = np.nonzero(lut >= 0)[0]
+    known = np.nonzero(lut >= 0)[0].tolist()
+    expected = known if len(known) <= 20 else f"{known[0]}..{known[-1]}"
     raise DataError(f"Label map{_where(name)} holds raw values {sorted(bad)[:10]} that are "
-                    f"no known class (expected {known.min()}..{known.max()}): wrong file or "
-                    f"a colour-converted label map; use the dataset's original label files.")
+                    f"no known class (expected {expected}): wrong file or a colour-converted "
+                    f"label map; use the dataset's original label files.")
   out = lut[label].astype(np.int32)
   check_label_values(out, num_classes, name)
   return out
