@@ -3,6 +3,7 @@
 
 import os
 import pathlib
+import pickle
 import sys
 
 import numpy as np
@@ -101,6 +102,14 @@ def test_labels_follow_the_59_class_protocol(manual, lists_dir, background):
     assert task[ex["label"][1, 0]] == "wood"
   assert len(task) == (59 if background == "ignore" else 60)
   assert task[-1] == "wood"
+
+
+def test_sources_pickle(manual, tmp_path):
+  """grain's worker processes receive the source pickled."""
+  for source in (pascal_context.folder_source("val", manual, "class"),
+                 pascal_context.tfds_source("val", tmp_path / "tfds", manual, "class")):
+    copy = pickle.loads(pickle.dumps(source))
+    np.testing.assert_array_equal(copy[1]["label"], source[1]["label"])
 
 
 def test_tfds_equals_folder(manual, tmp_path):

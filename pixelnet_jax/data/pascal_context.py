@@ -28,6 +28,7 @@ Examples: image [H, W, 3] uint8, label [H, W] int32, id str.
 
 from __future__ import annotations
 
+import functools
 import os
 import pathlib
 import re
@@ -253,6 +254,12 @@ class PascalContext(readers.ArrayRecordBuilder):
                     "id": example_id}
 
 
+def _from_record(record, background: str) -> dict[str, Any]:
+  image = readers.decode_image(record["image"], record["id"])
+  label, num_classes = apply_background(record["label"], background)
+  return readers.segmentation_example(image, label, record["id"], num_classes)
+
+
 def tfds_source(split: str, data_dir: os.PathLike | str | None = None,
                 manual_dir: os.PathLike | str | None = None,
                 background: str = "ignore") -> readers.TfdsSource:
@@ -262,13 +269,8 @@ def tfds_source(split: str, data_dir: os.PathLike | str | None = None,
   _check_background(background)
   builder = readers.prepare_builder(PascalContext, data_dir, manual_dir,
                                     MANUAL_DOWNLOAD_INSTRUCTIONS)
-
-  def to_example(record):
-    image = readers.decode_image(record["image"], record["id"])
-    label, num_classes = apply_background(record["label"], background)
-    return readers.segmentation_example(image, label, record["id"], num_classes)
-
-  return readers.TfdsSource(builder, split, to_example)
+  return readers.TfdsSource(builder, split, functools.partial(_from_record,
+                                                              background=background))
 
 
 def folder_source(split: str, manual_dir: os.PathLike | str,
