@@ -26,7 +26,6 @@ Sources (`Bsds500Source`, `Bsds500FolderSource`) return the project's example di
 
 from __future__ import annotations
 
-import io
 import os
 import pathlib
 import tarfile
@@ -35,10 +34,10 @@ from typing import Any, Iterator
 from etils import epath
 from ml_collections import config_dict
 import numpy as np
-from PIL import Image
 import scipy.io
 import tensorflow_datasets as tfds
 
+from pixelnet_jax.data import readers
 from pixelnet_jax.data.registry import DATASETS
 
 SPLITS = ('train', 'val', 'test')
@@ -124,10 +123,12 @@ def list_split(data_root: os.PathLike | str,
   return files
 
 
-def decode_image(data: bytes) -> np.ndarray:
-  """JPEG/PNG bytes -> image [H, W, 3] uint8 RGB (PIL, the one decoder used everywhere)."""
-  with Image.open(io.BytesIO(data)) as image:
-    return np.asarray(image.convert('RGB'), dtype=np.uint8)
+def decode_image(data: bytes, name: os.PathLike | str | None = None) -> np.ndarray:
+  """JPEG/PNG bytes -> image [H, W, 3] uint8 RGB (PIL, the one decoder used everywhere).
+
+  A corrupt or truncated file is a readers.DataError naming `name`.
+  """
+  return readers.decode_image(data, name)
 
 
 def read_ground_truth(path: os.PathLike | str) -> tuple[np.ndarray, np.ndarray]:
@@ -321,7 +322,7 @@ class Bsds500Source:
 
   def __getitem__(self, index: int) -> dict[str, Any]:
     record = self._records[index]
-    return make_example(decode_image(record['image']), record['boundaries'],
+    return make_example(decode_image(record['image'], record['id']), record['boundaries'],
                         record['segmentations'], record['id'])
 
   def __repr__(self) -> str:
@@ -344,8 +345,8 @@ class Bsds500FolderSource:
   def __getitem__(self, index: int) -> dict[str, Any]:
     example_id, image_path, gt_path = self._files[index]
     boundaries, segmentations = read_ground_truth(gt_path)
-    return make_example(decode_image(image_path.read_bytes()), boundaries, segmentations,
-                        example_id)
+    return make_example(decode_image(image_path.read_bytes(), image_path), boundaries,
+                        segmentations, example_id)
 
   def __repr__(self) -> str:
     return f'Bsds500FolderSource(split={self.split!r}, len={len(self)})'
