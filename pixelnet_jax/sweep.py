@@ -484,7 +484,7 @@ def summarize_run(run_dir: str) -> tuple[dict, dict]:
   row["status"] = ("done" if done else "failed" if failed else
                    "incomplete" if lines or config else "not_started")
   for key, value in (point.get("axes") or {}).items():
-    row[key] = value
+    row[f"config.{key}"] = value  # Prefixed: an axis may be a key that is also a column.
   row["seed"] = config.get("seed", point.get("seed"))
   row["task"] = task
   row["main_metric"] = main
@@ -564,12 +564,9 @@ def summarize(sweep_dir: str) -> list[dict]:
   dirs = run_dirs(sweep_dir, spec.get("points", ()))
   results = [summarize_run(d) for d in dirs]
   rows = [r for r, _ in results]
-  axis_keys = list(spec.get("axes", {}).keys())
+  axis_keys = [f"config.{k}" for k in spec.get("axes", {})]
   for row in rows:  # Points from an earlier grid may have other axes.
-    for key in row:
-      if key not in _LEAD_COLUMNS + _RUN_COLUMNS and not key.startswith(("final_", "best_")) \
-          and key not in axis_keys:
-        axis_keys.append(key)
+    axis_keys += [k for k in row if k.startswith("config.") and k not in axis_keys]
   columns = summary_columns(rows, axis_keys)
   with open(os.path.join(sweep_dir, "summary.csv"), "w", newline="") as f:
     writer = csv.DictWriter(f, columns, extrasaction="ignore")
@@ -661,14 +658,14 @@ def plot_summary(sweep_dir: str, rows: Sequence[dict], series: Sequence[dict],
       ax.set_xticklabels(values)
     elif scale == "log":
       ax.set_xscale("log")
-    ax.set_xlabel(f"config.{key}")
+    ax.set_xlabel(key)
     ax.set_ylabel(f"final eval {label} (mean, min-max over seeds)")
     ax.set_title(f"final {label} vs {key}")
     if groups:
       ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    file_name = f"final_vs_{safe_component(key)}.png"
+    file_name = f"final_vs_{safe_component(key.removeprefix('config.'))}.png"
     fig.savefig(os.path.join(sweep_dir, file_name), dpi=100)
     plt.close(fig)
     written.append(file_name)
