@@ -113,8 +113,9 @@ def _write_lines(path, lines):
       f.write(json.dumps(line) + "\n")
 
 
-def test_read_metrics_drops_lines_superseded_by_a_resume():
-  lines = [
+def test_read_metrics_drops_lines_superseded_by_a_resume(tmp_path):
+  path = str(tmp_path / "metrics.jsonl")
+  _write_lines(path, [
       {"step": 2, "split": "train", "loss": 3.0},
       {"step": 4, "split": "train", "loss": 2.0},
       {"step": 4, "split": "eval", "miou": 0.1},
@@ -122,21 +123,14 @@ def test_read_metrics_drops_lines_superseded_by_a_resume():
       # Killed after step 6, resumed from the step-4 checkpoint.
       {"step": 6, "split": "train", "loss": 1.4},
       {"step": 8, "split": "train", "loss": 1.0},
-  ]
-
-  def run(tmp):
-    path = os.path.join(tmp, "metrics.jsonl")
-    _write_lines(path, lines)
-    with open(path, "a") as f:
-      f.write('{"step": 10, "spl')  # Truncated by a kill.
-    return sweep.read_metrics(path)
-
-  import tempfile
-  with tempfile.TemporaryDirectory() as tmp:
-    kept = run(tmp)
+  ])
+  with open(path, "a") as f:
+    f.write('{"step": 10, "spl')  # Truncated by a kill.
+  kept = sweep.read_metrics(path)
   assert [(l["step"], l["split"]) for l in kept] == [
       (2, "train"), (4, "train"), (4, "eval"), (6, "train"), (8, "train")]
   assert kept[3]["loss"] == 1.4
+  assert sweep.read_metrics(str(tmp_path / "missing.jsonl")) == []
 
 
 def test_eval_wall_seconds_from_steps_per_sec_or_a_time_field():
@@ -243,6 +237,24 @@ def test_summary_min_metrics_dense_pixels_and_unfinished_runs(tmp_path):
   assert _is_png(os.path.join(sweep_dir, "final_vs_model.head.png"))
 
 
+def test_dry_run_prints_commands_and_writes_nothing(tmp_path):
+  workdir = str(tmp_path / "sweep")
+  base = [sys.executable, "-m", "pixelnet_jax.sweep", "--config", _TINY, "--workdir", workdir]
+  dry = subprocess.run(base + ["--axis", "config.model.head=linear,mlp", "--seeds", "0,1",
+                               "--set", "config.num_train_steps=3", "--dry_run"],
+                       cwd=_REPO, capture_output=True, text=True, timeout=120)
+  assert dry.returncode == 0, dry.stderr
+  commands = [l for l in dry.stdout.splitlines() if "pixelnet_jax.main" in l]
+  assert len(commands) == 4
+  assert commands[0].startswith("head=linear__seed=0: ")
+  assert "--config.model.head=linear --config.seed=0" in commands[0]
+  assert "--config.num_train_steps=3" in commands[0]
+  assert not os.path.exists(workdir)
+  typo = subprocess.run(base + ["--axis", "config.model.haed=linear", "--dry_run"],
+                        cwd=_REPO, capture_output=True, text=True, timeout=120)
+  assert typo.returncode == 2 and "config.model.haed" in typo.stderr
+
+
 # ----------------------------------------------------------------------------
 # A real sweep of the tiny config, then a resume.
 
@@ -255,6 +267,7 @@ def _sweep(workdir, *extra):
   return subprocess.run(command, cwd=_REPO, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_tiny_sweep_runs_records_failures_and_resumes(tmp_path):
   workdir = str(tmp_path / "sweep")
   first = _sweep(workdir)
