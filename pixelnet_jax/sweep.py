@@ -16,14 +16,18 @@ Re-running the same command resumes the sweep: a point whose run reached its fin
 has a ``sweep_done.json`` (written by the sweep after the subprocess exits cleanly at that
 step) and is skipped; any other point is launched again in its sub-workdir, where
 ``pixelnet-train`` resumes from its own checkpoints. A failing point is recorded
-(``sweep_failed.json``: return code, last log lines) and the sweep goes on; it exits
-non-zero at the end, listing the failures.
+(``sweep_failed.json``: return code, last log lines) and the sweep goes on; it exits 1 at the
+end, listing the failures. SIGTERM or Ctrl-C reaches the running point, which checkpoints;
+the sweep then writes the summary and exits 3 (2 is a bad command line or config key).
 
 At the end (or with ``--summarize_only``) the sweep writes ``summary.csv`` and
 ``summary.json`` (one row per sub-workdir: overrides, seed, steps, wall seconds, training
 pixels seen, final and best of every eval metric, the main metric) and PNG plots: the main
 metric against step and against training wall-clock for all runs, and the final main metric
-against each swept value (mean over seeds, min-max error bars).
+against each swept value (mean over seeds, min-max error bars; categorical x for
+non-numeric values, log x for positive values spanning more than two decades). The main
+metric is a ``main_metric`` field of the metrics.jsonl lines if they carry one, else the
+``metric`` of the run's best/best.json, else ``TASK_METRICS`` by the config's task name.
 
 Wall-clock of an eval line: an elapsed-time field of the line itself if it has one
 (``wall_seconds``, ``seconds``, ``elapsed_seconds``), else it is rebuilt from the train lines,
