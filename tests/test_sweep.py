@@ -261,7 +261,7 @@ def test_dry_run_prints_commands_and_writes_nothing(tmp_path):
 
 def _sweep(workdir, *extra):
   command = [sys.executable, "-m", "pixelnet_jax.sweep", "--config", _TINY, "--workdir", workdir,
-             "--axis", "config.points_per_image=4,16,999999",
+             "--axis", "config.points_per_image=4,16,x",
              "--set", "config.num_train_steps=4", "--set", "config.eval_every=4",
              "--set", "config.checkpoint_every=2", "--noecho", *extra]
   return subprocess.run(command, cwd=_REPO, capture_output=True, text=True, timeout=300)
@@ -271,15 +271,16 @@ def _sweep(workdir, *extra):
 def test_tiny_sweep_runs_records_failures_and_resumes(tmp_path):
   workdir = str(tmp_path / "sweep")
   first = _sweep(workdir)
-  # points_per_image=999999 is more than a 64x64 crop: that point fails, the others run.
+  # points_per_image=x is no integer: that point fails (quickly, at flag parsing) and the
+  # sweep goes on, then exits 1 listing it.
   assert first.returncode == 1, first.stdout + first.stderr
-  assert "points_per_image=999999" in first.stderr
+  assert "points_per_image=x" in first.stderr
   ok = ["points_per_image=4", "points_per_image=16"]
   for name in ok:
     done = json.load(open(os.path.join(workdir, name, "sweep_done.json")))
     assert done["step"] == 4 and done["returncode"] == 0 and done["wall_seconds"] > 0
     assert "step 4/4" in open(os.path.join(workdir, name, "sweep.log")).read()
-  failed = json.load(open(os.path.join(workdir, "points_per_image=999999", "sweep_failed.json")))
+  failed = json.load(open(os.path.join(workdir, "points_per_image=x", "sweep_failed.json")))
   assert failed["returncode"] != 0 and any("points_per_image" in l for l in failed["log_tail"])
 
   kept = os.path.join(workdir, ok[0], "sweep_done.json")
@@ -295,7 +296,7 @@ def test_tiny_sweep_runs_records_failures_and_resumes(tmp_path):
   assert resumed["attempts"] == 2 and resumed["step"] == 4
 
   table = _read_csv(os.path.join(workdir, "summary.csv"))
-  assert [r["point"] for r in table] == ok + ["points_per_image=999999"]
+  assert [r["point"] for r in table] == ok + ["points_per_image=x"]
   assert [r["status"] for r in table] == ["done", "done", "failed"]
   assert table[0]["config.points_per_image"] == "4" and table[0]["main_metric"] == "miou"
   assert int(table[0]["train_pixels"]) == 4 * 8 * 4
