@@ -550,7 +550,7 @@ _RUN_COLUMNS = ("seed", "task", "main_metric", "main_mode", "final_main", "best_
 def summary_columns(rows: Sequence[dict], axis_keys: Sequence[str]) -> list[str]:
   metric_columns = sorted({k for r in rows for k in r
                            if k.startswith(("final_", "best_")) and k not in _RUN_COLUMNS},
-                          key=lambda k: (k.split("_", 1)[1], k))
+                          key=lambda k: (k.split("_", 1)[1], not k.startswith("final_")))
   return [*_LEAD_COLUMNS, *axis_keys, *_RUN_COLUMNS, *metric_columns]
 
 
