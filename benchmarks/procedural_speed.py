@@ -25,8 +25,13 @@ def time_size(size: int, num: int) -> dict:
     ds[i]
     times.append(time.perf_counter() - start)
   ms = 1e3 * np.array(times)
-  return dict(size=size, num=num, ms_mean=round(float(ms.mean()), 2),
-              ms_median=round(float(np.median(ms)), 2), ms_max=round(float(ms.max()), 2))
+  return dict(
+    size=size,
+    num=num,
+    ms_mean=round(float(ms.mean()), 2),
+    ms_median=round(float(np.median(ms)), 2),
+    ms_max=round(float(ms.max()), 2),
+  )
 
 
 def main():
@@ -35,8 +40,16 @@ def main():
   parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 224])
   args = parser.parse_args()
   results = [time_size(size, args.num) for size in args.sizes]
-  print(json.dumps(dict(benchmark="procedural_speed", machine=platform.processor() or
-                        platform.machine(), results=results), indent=1))
+  print(
+    json.dumps(
+      dict(
+        benchmark="procedural_speed",
+        machine=platform.processor() or platform.machine(),
+        results=results,
+      ),
+      indent=1,
+    )
+  )
 
 
 if __name__ == "__main__":

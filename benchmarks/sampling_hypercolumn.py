@@ -40,12 +40,12 @@ from pixelnet_jax import hypercolumn, sampling
 
 # (name, stride, channels) of the default VGG-16 taps at a 224 input.
 VGG16_TAPS = (
-    ("conv1_2", 1, 64),
-    ("conv2_2", 2, 128),
-    ("conv3_3", 4, 256),
-    ("conv4_3", 8, 512),
-    ("conv5_3", 16, 512),
-    ("fc7", 32, 4096),
+  ("conv1_2", 1, 64),
+  ("conv2_2", 2, 128),
+  ("conv3_3", 4, 256),
+  ("conv4_3", 8, 512),
+  ("conv5_3", 16, 512),
+  ("fc7", 32, 4096),
 )
 FLOAT_BYTES = 4
 
@@ -60,8 +60,10 @@ def tap_shapes(size: int):
 def make_maps(key, num_images: int, shapes):
   """Random tap maps: list of [B, h, w, C] float32."""
   keys = jax.random.split(key, len(shapes))
-  return [jax.random.normal(k, (num_images, h, w, c), jnp.float32)
-          for k, (_, h, w, c) in zip(keys, shapes)]
+  return [
+    jax.random.normal(k, (num_images, h, w, c), jnp.float32)
+    for k, (_, h, w, c) in zip(keys, shapes)
+  ]
 
 
 def sample_points(key, num_images: int, size: int, num_points: int):
@@ -137,8 +139,12 @@ def time_call(fn, args, repeats: int):
     start = time.perf_counter()
     jax.block_until_ready(compiled(*args))
     times.append(time.perf_counter() - start)
-  return dict(median_s=statistics.median(times), min_s=min(times), compile_s=compile_s,
-              memory=memory_stats(compiled))
+  return dict(
+    median_s=statistics.median(times),
+    min_s=min(times),
+    compile_s=compile_s,
+    memory=memory_stats(compiled),
+  )
 
 
 def scaled(result, factor):
@@ -163,12 +169,20 @@ def main():
   parser.add_argument("--points", type=int, default=2000, help="sampled pixels per image")
   parser.add_argument("--size", type=int, default=224, help="input side S (multiple of 32)")
   parser.add_argument("--repeats", type=int, default=5, help="timed calls per measurement")
-  parser.add_argument("--dense-images", type=int, default=1,
-                      help="images the dense paths run on (times scaled to --images)")
-  parser.add_argument("--skip-dense-all", action="store_true",
-                      help="time only the dense path that gathers the sampled pixels")
-  parser.add_argument("--quick", action="store_true",
-                      help="smoke run: 2 images x 256 points at 64, 2 repeats")
+  parser.add_argument(
+    "--dense-images",
+    type=int,
+    default=1,
+    help="images the dense paths run on (times scaled to --images)",
+  )
+  parser.add_argument(
+    "--skip-dense-all",
+    action="store_true",
+    help="time only the dense path that gathers the sampled pixels",
+  )
+  parser.add_argument(
+    "--quick", action="store_true", help="smoke run: 2 images x 256 points at 64, 2 repeats"
+  )
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args()
   if args.quick:
@@ -185,25 +199,31 @@ def main():
   channels = sum(c for *_, c in shapes)
   key_maps, key_points = jax.random.split(jax.random.PRNGKey(args.seed))
   maps = make_maps(key_maps, args.images, shapes)
-  dense_maps = [m[:args.dense_images] for m in maps]
+  dense_maps = [m[: args.dense_images] for m in maps]
   factor = args.images / args.dense_images
 
   results = {}
   results["sampling_only"] = time_call(
-      lambda key: sample_points(key, args.images, args.size, args.points),
-      (key_points,), args.repeats)
+    lambda key: sample_points(key, args.images, args.size, args.points), (key_points,), args.repeats
+  )
   paths = [("sampled", sampled_read, maps, 1.0), ("dense_gather", dense_gather, dense_maps, factor)]
   if not args.skip_dense_all:
     paths.append(("dense_all", dense_all, dense_maps, factor))
   for name, read, path_maps, scale in paths:
     for kind, build in (("forward", forward_fn), ("forward_backward", backward_fn)):
-      measured = time_call(build(read, args.size, args.points), (path_maps, key_points),
-                           args.repeats)
+      measured = time_call(
+        build(read, args.size, args.points), (path_maps, key_points), args.repeats
+      )
       results[f"{name}_{kind}"] = scaled(measured, scale) if scale != 1.0 else measured
 
   # The sampled read equals the dense one gathered at the same integer pixels.
-  check = jax.jit(lambda m, k: jnp.max(jnp.abs(
-      sampled_read(m, k, args.size, args.points) - dense_gather(m, k, args.size, args.points))))
+  check = jax.jit(
+    lambda m, k: jnp.max(
+      jnp.abs(
+        sampled_read(m, k, args.size, args.points) - dense_gather(m, k, args.size, args.points)
+      )
+    )
+  )
   max_abs_diff = float(check(dense_maps, key_points))
 
   ratios = {}
@@ -211,34 +231,45 @@ def main():
     for dense_name in ("dense_gather", "dense_all"):
       if f"{dense_name}_{kind}" in results:
         ratios[f"{dense_name}_over_sampled_{kind}"] = (
-            results[f"{dense_name}_{kind}"]["median_s"] / results[f"sampled_{kind}"]["median_s"])
+          results[f"{dense_name}_{kind}"]["median_s"] / results[f"sampled_{kind}"]["median_s"]
+        )
 
   num_points_total = args.images * args.points
   analytic_mb = dict(
-      maps_per_batch=sum(args.images * h * w * c for _, h, w, c in shapes) * FLOAT_BYTES / 2**20,
-      sampled_hypercolumns=num_points_total * channels * FLOAT_BYTES / 2**20,
-      dense_hypercolumns=args.images * args.size**2 * channels * FLOAT_BYTES / 2**20,
+    maps_per_batch=sum(args.images * h * w * c for _, h, w, c in shapes) * FLOAT_BYTES / 2**20,
+    sampled_hypercolumns=num_points_total * channels * FLOAT_BYTES / 2**20,
+    dense_hypercolumns=args.images * args.size**2 * channels * FLOAT_BYTES / 2**20,
   )
   load_at_end = os.getloadavg()[0]
   report = dict(
-      benchmark="sampling_hypercolumn",
-      platform=jax.devices()[0].platform,
-      device=str(jax.devices()[0].device_kind),
-      machine=platform.processor() or platform.machine(),
-      cpu_count=os.cpu_count(),
-      load_average_1m=dict(start=load_at_start, end=load_at_end),
-      jax_version=jax.__version__,
-      config=dict(images=args.images, points_per_image=args.points, size=args.size,
-                  repeats=args.repeats, dense_images_measured=args.dense_images,
-                  taps=[f"{n} {h}x{w}x{c}" for n, h, w, c in shapes],
-                  channels=channels, loss="0.5 * mean(h ** 2)"),
-      note=(f"dense_* times measured on {args.dense_images} image(s) and multiplied by "
-            f"{factor:g} to cover {args.images}; their memory figures are for "
-            f"{args.dense_images} image(s)." if factor != 1 else "all paths measured at full batch."),
-      results=results,
-      ratios=ratios,
-      analytic_memory_mb=analytic_mb,
-      sampled_minus_dense_gather_max_abs=max_abs_diff,
+    benchmark="sampling_hypercolumn",
+    platform=jax.devices()[0].platform,
+    device=str(jax.devices()[0].device_kind),
+    machine=platform.processor() or platform.machine(),
+    cpu_count=os.cpu_count(),
+    load_average_1m=dict(start=load_at_start, end=load_at_end),
+    jax_version=jax.__version__,
+    config=dict(
+      images=args.images,
+      points_per_image=args.points,
+      size=args.size,
+      repeats=args.repeats,
+      dense_images_measured=args.dense_images,
+      taps=[f"{n} {h}x{w}x{c}" for n, h, w, c in shapes],
+      channels=channels,
+      loss="0.5 * mean(h ** 2)",
+    ),
+    note=(
+      f"dense_* times measured on {args.dense_images} image(s) and multiplied by "
+      f"{factor:g} to cover {args.images}; their memory figures are for "
+      f"{args.dense_images} image(s)."
+      if factor != 1
+      else "all paths measured at full batch."
+    ),
+    results=results,
+    ratios=ratios,
+    analytic_memory_mb=analytic_mb,
+    sampled_minus_dense_gather_max_abs=max_abs_diff,
   )
   print(json.dumps(rounded(report), indent=1))
 

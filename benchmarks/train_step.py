@@ -54,11 +54,17 @@ def main():
   step_model = models.create_model(config.model, task.num_outputs, bn_axis_name=parallel.AXIS)
   step_fn = parallel.ParallelStep(config, step_model, task, devices)
   state = step_fn.put_state(state)
-  source = registry.get_source("procedural", "train",
-                               {"image_size": max(crop), "num_examples": 1000, "seed": 0})
-  batches = pipeline.make_train_iterator(source, int(config.batch_size), crop, 0,
-                                         label_keys=task.label_keys,
-                                         label_specs=task.label_specs())
+  source = registry.get_source(
+    "procedural", "train", {"image_size": max(crop), "num_examples": 1000, "seed": 0}
+  )
+  batches = pipeline.make_train_iterator(
+    source,
+    int(config.batch_size),
+    crop,
+    0,
+    label_keys=task.label_keys,
+    label_specs=task.label_specs(),
+  )
   batch = next(batches)
 
   start = time.perf_counter()
@@ -74,21 +80,32 @@ def main():
     times.append(time.perf_counter() - start)
   median = statistics.median(times)
   pixels = int(config.batch_size) * int(config.points_per_image)
-  print(json.dumps({
-      "benchmark": "train_step",
-      "config": os.path.relpath(args.config, REPO),
-      "trunk": config.model.trunk, "head": config.model.head,
-      "batch_size": int(config.batch_size), "points_per_image": int(config.points_per_image),
-      "crop": list(crop), "parallel": config.parallel, "devices": len(devices),
-      "platform": jax.devices()[0].platform, "device_kind": jax.devices()[0].device_kind,
-      "machine": platform.machine(), "cpu_count": os.cpu_count(),
-      "load_average_1m": os.getloadavg()[0],
-      "num_params": num_params,
-      "first_step_s_incl_compile": round(first, 3),
-      "step_s_median": round(median, 3), "step_s_min": round(min(times), 3),
-      "pixels_per_s": round(pixels / median, 1),
-      "loss": float(metrics["loss"]),
-  }))
+  print(
+    json.dumps(
+      {
+        "benchmark": "train_step",
+        "config": os.path.relpath(args.config, REPO),
+        "trunk": config.model.trunk,
+        "head": config.model.head,
+        "batch_size": int(config.batch_size),
+        "points_per_image": int(config.points_per_image),
+        "crop": list(crop),
+        "parallel": config.parallel,
+        "devices": len(devices),
+        "platform": jax.devices()[0].platform,
+        "device_kind": jax.devices()[0].device_kind,
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1m": os.getloadavg()[0],
+        "num_params": num_params,
+        "first_step_s_incl_compile": round(first, 3),
+        "step_s_median": round(median, 3),
+        "step_s_min": round(min(times), 3),
+        "pixels_per_s": round(pixels / median, 1),
+        "loss": float(metrics["loss"]),
+      }
+    )
+  )
   close = getattr(batches, "close", None)
   if close:
     close()

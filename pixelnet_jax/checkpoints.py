@@ -24,8 +24,9 @@ class Checkpoints:
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
     self.last = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"), options=options)
     self.best = ocp.CheckpointManager(
-        os.path.join(workdir, "best"),
-        options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True))
+      os.path.join(workdir, "best"),
+      options=ocp.CheckpointManagerOptions(max_to_keep=1, create=True),
+    )
     self._best_file = os.path.join(workdir, "best", "best.json")
     self.best_value = None
     if os.path.exists(self._best_file):
@@ -48,7 +49,8 @@ class Checkpoints:
   def maybe_save_best(self, step: int, state, metrics: dict[str, float]) -> bool:
     value = float(metrics[self.main_metric])
     better = self.best_value is None or (
-        value > self.best_value if self.mode == "max" else value < self.best_value)
+      value > self.best_value if self.mode == "max" else value < self.best_value
+    )
     if not np.isfinite(value) or not better:
       return False
     self.best.wait_until_finished()

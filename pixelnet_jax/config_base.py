@@ -35,8 +35,9 @@ def dataset_config(name: str = "procedural") -> ml_collections.ConfigDict:
   return c
 
 
-def paper_config(task: str = "segmentation",
-                 dataset: str = "procedural") -> ml_collections.ConfigDict:
+def paper_config(
+  task: str = "segmentation", dataset: str = "procedural"
+) -> ml_collections.ConfigDict:
   """VGG-16 + MLP 4096^2 at 224^2, 5 images x 2,000 pixels, SGD as in PixelNet."""
   c = ml_collections.ConfigDict()
   c.seed = 0
@@ -106,8 +107,9 @@ def procedural_cpu_config(task: str) -> ml_collections.ConfigDict:
 
 def _check_registered(registry_, name: str):
   if name not in registry_:
-    raise ConfigError(f"Unknown {registry_.kind} {registry_.config_key}={name!r}; "
-                      f"registered: {registry_.names()}.")
+    raise ConfigError(
+      f"Unknown {registry_.kind} {registry_.config_key}={name!r}; registered: {registry_.names()}."
+    )
 
 
 def validate_config(config: ml_collections.ConfigDict, num_devices: int):
@@ -119,12 +121,15 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int):
     (task, crop (h, w)).
   """
   _check_registered(registry.DATASETS, config.dataset.name)
-  known = set(registry.COMMON_DEFAULTS) | {"name"} | set(
-      registry.DATASETS.defaults(config.dataset.name))
+  known = (
+    set(registry.COMMON_DEFAULTS) | {"name"} | set(registry.DATASETS.defaults(config.dataset.name))
+  )
   unknown = sorted(set(config.dataset.keys()) - known)
   if unknown:
-    raise ConfigError(f"config.dataset has fields {unknown} that dataset "
-                      f"{config.dataset.name!r} does not read; its fields: {sorted(known)}.")
+    raise ConfigError(
+      f"config.dataset has fields {unknown} that dataset "
+      f"{config.dataset.name!r} does not read; its fields: {sorted(known)}."
+    )
   _check_registered(tasks.TASKS, config.task.name)
   try:
     task = tasks.get_task(config.task.name, config.task)
@@ -142,21 +147,25 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int):
     raise ConfigError(f"config.points_per_image must be >= 1, got {config.points_per_image}.")
   if int(config.points_per_image) > crop[0] * crop[1]:
     raise ConfigError(
-        f"config.points_per_image={config.points_per_image} is more than the "
-        f"{crop[0]}x{crop[1]}={crop[0] * crop[1]} pixels of a crop (config.crop_size); "
-        "lower it or raise the crop size.")
+      f"config.points_per_image={config.points_per_image} is more than the "
+      f"{crop[0]}x{crop[1]}={crop[0] * crop[1]} pixels of a crop (config.crop_size); "
+      "lower it or raise the crop size."
+    )
   if int(config.batch_size) < 1 or int(config.batch_size) % num_devices:
     raise ConfigError(
-        f"config.batch_size={config.batch_size} must be a positive multiple of the "
-        f"{num_devices} devices in use; change it or set config.num_devices.")
+      f"config.batch_size={config.batch_size} must be a positive multiple of the "
+      f"{num_devices} devices in use; change it or set config.num_devices."
+    )
   if config.parallel not in PARALLEL:
     raise ConfigError(f"config.parallel must be one of {PARALLEL}, got {config.parallel!r}.")
   _check_registered(optimizers.OPTIMIZERS, config.optimizer.name)
   _check_registered(optimizers.SCHEDULES, config.optimizer.schedule)
   try:
-    optimizers.OPTIMIZERS.config(config.optimizer.name,
-                                 config.optimizer.get(config.optimizer.name),
-                                 where=f"config.optimizer.{config.optimizer.name}")
+    optimizers.OPTIMIZERS.config(
+      config.optimizer.name,
+      config.optimizer.get(config.optimizer.name),
+      where=f"config.optimizer.{config.optimizer.name}",
+    )
   except ValueError as e:
     raise ConfigError(str(e)) from e
   if int(config.num_train_steps) < 1:

@@ -22,14 +22,21 @@ def main():
 
   strata = sampling.class_strata(labels, ignore_label=255)
   sample = jax.jit(sampling.stratified, static_argnums=(2, 3))(
-      k_sample, strata, num_points, num_classes)
-  print(f"labels {labels.shape} -> coords {sample.coords.shape} {sample.coords.dtype}, "
-        f"mask {sample.mask.shape} (all valid: {bool(sample.mask.all())})")
+    k_sample, strata, num_points, num_classes
+  )
+  print(
+    f"labels {labels.shape} -> coords {sample.coords.shape} {sample.coords.dtype}, "
+    f"mask {sample.mask.shape} (all valid: {bool(sample.mask.all())})"
+  )
   picked = np.asarray(labels[sample.coords[:, 0], sample.coords[:, 1]])
   area = np.asarray(labels)
   print("pixels per class:", {c: int((area == c).sum()) for c in range(num_classes)})
-  print("points per class:", {c: int((picked == c).sum()) for c in range(num_classes)},
-        "| ignored pixels drawn:", int((picked == 255).sum()))
+  print(
+    "points per class:",
+    {c: int((picked == c).sum()) for c in range(num_classes)},
+    "| ignored pixels drawn:",
+    int((picked == 255).sum()),
+  )
 
   # Three feature maps [h, w, C] of strides 1, 4 and 16.
   shapes = [(224, 224, 8), (56, 56, 16), (14, 14, 32)]
@@ -40,7 +47,8 @@ def main():
 
   # At integer pixels the read equals dense bilinear upsampling of each map.
   dense = jnp.concatenate(
-      [jax.image.resize(m, (size, size, m.shape[-1]), "linear") for m in maps], axis=-1)
+    [jax.image.resize(m, (size, size, m.shape[-1]), "linear") for m in maps], axis=-1
+  )
   diff = float(jnp.max(jnp.abs(columns - dense[sample.coords[:, 0], sample.coords[:, 1]])))
   print(f"max |hypercolumn - jax.image.resize| at the sampled pixels: {diff:.2e}")
   if diff > 1e-4:

@@ -27,16 +27,21 @@ from pixelnet_jax.state import create_train_state, host_state
 
 logging = utils.get_logger()
 
+
 def dense_predictor(model: PixelNet, chunk_size: int | None):
   """jit(variables, images [B, H, W, 3]) -> dense outputs [B, H, W, K]."""
-  return jax.jit(lambda variables, images: model.apply(
-      variables, images, method=PixelNet.predict_dense, chunk_size=chunk_size))
+  return jax.jit(
+    lambda variables, images: model.apply(
+      variables, images, method=PixelNet.predict_dense, chunk_size=chunk_size
+    )
+  )
 
 
 def eval_batches(source, task, batch_size: int, limit: int | None) -> Iterator[dict]:
   """Unaugmented batches of ``source`` in order (the first ``limit`` examples or all)."""
-  batches = pipeline.make_eval_batches(source, batch_size, label_keys=task.label_keys,
-                                       label_specs=task.label_specs())
+  batches = pipeline.make_eval_batches(
+    source, batch_size, label_keys=task.label_keys, label_specs=task.label_specs()
+  )
   if limit is None:
     return batches
   return itertools.islice(batches, -(-int(limit) // batch_size))
@@ -70,10 +75,12 @@ class Evaluator:
           break
         self._picture(step, drawn, batch, labels, prediction, i)
         drawn += 1
-    metrics = {k: float(v) for k, v in self.task.metric_result(metric_state).items()
-               if np.ndim(v) == 0}
-    logging.info("eval at step %d: %s", step,
-                 "  ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items())))
+    metrics = {
+      k: float(v) for k, v in self.task.metric_result(metric_state).items() if np.ndim(v) == 0
+    }
+    logging.info(
+      "eval at step %d: %s", step, "  ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))
+    )
     if self.writer is not None:
       self.writer.write(step, "eval", metrics)
     return metrics
@@ -85,16 +92,21 @@ class Evaluator:
     truth = labels[self.task.label_keys[0]][i]
     one = {k: jnp.asarray(v[i]) for k, v in labels.items()}
     sample = self._sample(jax.random.key(step * 1000 + index), one)
-    picture = panel(image, to_rgb(truth, valid), to_rgb(prediction[i], valid),
-                    draw_points(image, np.asarray(sample.coords), np.asarray(sample.mask)))
+    picture = panel(
+      image,
+      to_rgb(truth, valid),
+      to_rgb(prediction[i], valid),
+      draw_points(image, np.asarray(sample.coords), np.asarray(sample.mask)),
+    )
     path = os.path.join(self.picture_dir, f"step{step:07d}_{index}.png")
     Image.fromarray(picture).save(path)
     if self.writer is not None:
       self.writer.image(step, f"eval/picture_{index}", picture)
 
 
-def restore_checkpoint(config, workdir: str, step: int | None = None,
-                       best: bool = False) -> tuple[Any, Any, Any]:
+def restore_checkpoint(
+  config, workdir: str, step: int | None = None, best: bool = False
+) -> tuple[Any, Any, Any]:
   """The task, the eval-mode model and the restored TrainState of a run's checkpoint.
 
   Args:
@@ -109,25 +121,29 @@ def restore_checkpoint(config, workdir: str, step: int | None = None,
   task, crop = config_base.validate_config(config, 1)
   model = models.create_model(config.model, task.num_outputs)
   state = create_train_state(config, model, jax.random.key(int(config.seed)), crop)
-  checkpoints = Checkpoints(workdir, int(config.keep_checkpoints), task.main_metric,
-                            task.main_metric_mode)
+  checkpoints = Checkpoints(
+    workdir, int(config.keep_checkpoints), task.main_metric, task.main_metric_mode
+  )
   try:
     available = (checkpoints.best if best else checkpoints.last).all_steps()
     folder = "best" if best else "checkpoints"
     if not available:
-      raise FileNotFoundError(f"No checkpoint in {workdir}/{folder}; train first with "
-                              f"pixelnet-train --workdir {workdir}")
+      raise FileNotFoundError(
+        f"No checkpoint in {workdir}/{folder}; train first with pixelnet-train --workdir {workdir}"
+      )
     if step is not None and not best and step not in available:
-      raise ValueError(f"step={step} is not a checkpoint of {workdir}; available: "
-                       f"{sorted(available)}.")
+      raise ValueError(
+        f"step={step} is not a checkpoint of {workdir}; available: {sorted(available)}."
+      )
     restored = checkpoints.restore(host_state(state), step=None if best else step, best=best)
   finally:
     checkpoints.close()
   return task, model, restored
 
 
-def evaluate_checkpoint(config, workdir: str, step: int | None = None,
-                        best: bool = False) -> dict[str, Any]:
+def evaluate_checkpoint(
+  config, workdir: str, step: int | None = None, best: bool = False
+) -> dict[str, Any]:
   """``pixelnet-eval``: restores a checkpoint of ``workdir`` and runs the dense protocol."""
   task, model, restored = restore_checkpoint(config, workdir, step=step, best=best)
   source = registry.get_source(config.dataset.name, config.dataset.eval_split, config.dataset)

@@ -14,34 +14,35 @@ transpose is a scatter-add).
 
 from __future__ import annotations
 
-from typing import Sequence, Tuple, Union
+from collections.abc import Sequence
 
 import jax.numpy as jnp
 import numpy as np
 
-Stride = Union[float, int, Tuple[float, float], Sequence[float]]
+Stride = float | int | tuple[float, float] | Sequence[float]
 
 
 def _check_points(points, name: str = "points"):
   if points.ndim != 2 or points.shape[-1] != 2:
     raise ValueError(
-        f"`{name}` must have shape [N, 2] as (row, col) for one image, got "
-        f"{tuple(points.shape)}; batch images with jax.vmap.")
-  if not (jnp.issubdtype(points.dtype, jnp.floating)
-          or jnp.issubdtype(points.dtype, jnp.integer)):
+      f"`{name}` must have shape [N, 2] as (row, col) for one image, got "
+      f"{tuple(points.shape)}; batch images with jax.vmap."
+    )
+  if not (jnp.issubdtype(points.dtype, jnp.floating) or jnp.issubdtype(points.dtype, jnp.integer)):
     raise TypeError(f"`{name}` must be a float or integer array, got {points.dtype}.")
 
 
 def _check_feature_map(feature_map, name: str = "feature_map"):
   if feature_map.ndim != 3:
     raise ValueError(
-        f"`{name}` must have shape [h, w, C] for one image, got {tuple(feature_map.shape)}; "
-        "batch images with jax.vmap.")
+      f"`{name}` must have shape [h, w, C] for one image, got {tuple(feature_map.shape)}; "
+      "batch images with jax.vmap."
+    )
   if not jnp.issubdtype(feature_map.dtype, jnp.floating):
     raise TypeError(f"`{name}` must be a float array, got {feature_map.dtype}.")
 
 
-def _stride_pair(stride: Stride) -> Tuple[float, float]:
+def _stride_pair(stride: Stride) -> tuple[float, float]:
   s = np.asarray(stride, dtype=np.float64).reshape(-1)
   if s.size == 1:
     s = np.repeat(s, 2)
@@ -95,7 +96,7 @@ def bilinear_read(feature_map, points, stride: Stride):
   return out.astype(feature_map.dtype)
 
 
-def map_strides(feature_maps, image_size) -> Tuple[Tuple[float, float], ...]:
+def map_strides(feature_maps, image_size) -> tuple[tuple[float, float], ...]:
   """Per-map (row, col) strides, ``(H / h, W / w)``, from static shapes."""
   if len(image_size) != 2:
     raise ValueError(f"`image_size` must be (H, W), got {image_size!r}.")

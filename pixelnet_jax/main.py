@@ -27,8 +27,8 @@ FLAGS = flags.FLAGS
 
 def _define_common():
   config_flags.DEFINE_config_file(
-      "config", None, "Path to a config file (experiments/configs/*.py[:arg]).",
-      lock_config=True)
+    "config", None, "Path to a config file (experiments/configs/*.py[:arg]).", lock_config=True
+  )
   flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and pictures.")
   flags.mark_flags_as_required(["config", "workdir"])
 
@@ -62,15 +62,19 @@ def _train_main(argv):
     _fail(e)
   result = {k: v for k, v in summary.items() if k != "state"}
   print(json.dumps(result, default=float))
-  print(f"Workdir {FLAGS.workdir}: metrics.jsonl, tensorboard/, pictures/*.png, "
-        "checkpoints/, best/, config.json", file=sys.stderr)
+  print(
+    f"Workdir {FLAGS.workdir}: metrics.jsonl, tensorboard/, pictures/*.png, "
+    "checkpoints/, best/, config.json",
+    file=sys.stderr,
+  )
 
 
 def _eval_main(argv):
   _setup(argv)
   try:
-    result = evaluate.evaluate_checkpoint(FLAGS.config, FLAGS.workdir, step=FLAGS.step,
-                                          best=FLAGS.best)
+    result = evaluate.evaluate_checkpoint(
+      FLAGS.config, FLAGS.workdir, step=FLAGS.step, best=FLAGS.best
+    )
   except (ValueError, FileNotFoundError) as e:
     _fail(e)
   print(json.dumps(result, default=float))
@@ -79,13 +83,21 @@ def _eval_main(argv):
 def _predict_main(argv):
   _setup(argv)
   try:
-    result = predict.write_edge_maps(FLAGS.config, FLAGS.workdir, FLAGS.out_dir,
-                                     split=FLAGS.split, step=FLAGS.step, best=FLAGS.best,
-                                     scales=tuple(float(v) for v in FLAGS.scales))
+    result = predict.write_edge_maps(
+      FLAGS.config,
+      FLAGS.workdir,
+      FLAGS.out_dir,
+      split=FLAGS.split,
+      step=FLAGS.step,
+      best=FLAGS.best,
+      scales=tuple(float(v) for v in FLAGS.scales),
+    )
   except (ValueError, FileNotFoundError) as e:
     _fail(e)
-  print(f"wrote {len(result['ids'])} PNGs of split {result['split']!r} "
-        f"(step {result['step']}) to {result['out_dir']}")
+  print(
+    f"wrote {len(result['ids'])} PNGs of split {result['split']!r} "
+    f"(step {result['step']}) to {result['out_dir']}"
+  )
 
 
 def run_train():
@@ -104,8 +116,12 @@ def run_predict():
   _define_checkpoint_choice()
   flags.DEFINE_string("out_dir", None, "Where <image id>.png edge maps are written.")
   flags.DEFINE_string("split", None, "Split to predict (default: config.dataset.eval_split).")
-  flags.DEFINE_list("scales", ["1.0"], "Test-time scales whose maps are averaged, "
-                    "e.g. 0.5,1,1.5 (multi-scale testing); default 1.0 only.")
+  flags.DEFINE_list(
+    "scales",
+    ["1.0"],
+    "Test-time scales whose maps are averaged, "
+    "e.g. 0.5,1,1.5 (multi-scale testing); default 1.0 only.",
+  )
   flags.mark_flags_as_required(["out_dir"])
   app.run(_predict_main)
 

@@ -26,7 +26,7 @@ def select_devices(config) -> list:
   if wanted is not None:
     if not 1 <= int(wanted) <= len(devices):
       raise ConfigError(f"config.num_devices={wanted} but {len(devices)} local devices exist.")
-    devices = devices[:int(wanted)]
+    devices = devices[: int(wanted)]
   return devices
 
 
@@ -38,17 +38,20 @@ class ParallelStep:
     self.devices = list(devices)
     self.num_devices = len(self.devices)
     self.kind = config.parallel
-    step = functools.partial(train_step, model=model, task=task,
-                             num_points=int(config.points_per_image))
+    step = functools.partial(
+      train_step, model=model, task=task, num_points=int(config.points_per_image)
+    )
     if self.kind == "pmap":
-      self._fn = jax.pmap(step, axis_name=AXIS, in_axes=(None, 0), out_axes=(None, None),
-                          devices=self.devices)
+      self._fn = jax.pmap(
+        step, axis_name=AXIS, in_axes=(None, 0), out_axes=(None, None), devices=self.devices
+      )
     else:
       self.mesh = Mesh(np.asarray(self.devices), (AXIS,))
       self._batch_sharding = NamedSharding(self.mesh, P(AXIS))
       self._state_sharding = NamedSharding(self.mesh, P())
-      sharded = jax.shard_map(step, mesh=self.mesh, in_specs=(P(), P(AXIS)),
-                              out_specs=(P(), P()), check_vma=False)
+      sharded = jax.shard_map(
+        step, mesh=self.mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()), check_vma=False
+      )
       self._fn = jax.jit(sharded)
 
   def put_state(self, state):
@@ -59,8 +62,7 @@ class ParallelStep:
   def __call__(self, state, batch):
     batch = {k: v for k, v in batch.items() if isinstance(v, np.ndarray)}
     if self.kind == "pmap":
-      batch = jax.tree.map(
-          lambda x: x.reshape((self.num_devices, -1) + x.shape[1:]), batch)
+      batch = jax.tree.map(lambda x: x.reshape((self.num_devices, -1) + x.shape[1:]), batch)
     else:
       batch = jax.device_put(batch, self._batch_sharding)
     return self._fn(state, batch)

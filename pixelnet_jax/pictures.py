@@ -6,14 +6,33 @@ import numpy as np
 
 from pixelnet_jax.data import pipeline
 
-
 # A fixed palette for class maps (class i -> colour i mod len); ignore -> black.
-_PALETTE = np.array([
-    [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
-    [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212],
-    [0, 128, 128], [220, 190, 255], [170, 110, 40], [255, 250, 200], [128, 0, 0],
-    [170, 255, 195], [128, 128, 0], [255, 215, 180], [0, 0, 128], [128, 128, 128],
-    [255, 255, 255]], np.uint8)
+_PALETTE = np.array(
+  [
+    [230, 25, 75],
+    [60, 180, 75],
+    [255, 225, 25],
+    [0, 130, 200],
+    [245, 130, 48],
+    [145, 30, 180],
+    [70, 240, 240],
+    [240, 50, 230],
+    [210, 245, 60],
+    [250, 190, 212],
+    [0, 128, 128],
+    [220, 190, 255],
+    [170, 110, 40],
+    [255, 250, 200],
+    [128, 0, 0],
+    [170, 255, 195],
+    [128, 128, 0],
+    [255, 215, 180],
+    [0, 0, 128],
+    [128, 128, 128],
+    [255, 255, 255],
+  ],
+  np.uint8,
+)
 
 
 def to_rgb(array: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
@@ -59,6 +78,6 @@ def panel(*pictures: np.ndarray, gap: int = 4, min_height: int = 192) -> np.ndar
   parts = []
   for p in pictures:
     pad = np.zeros((height, p.shape[1], 3), np.uint8)
-    pad[:p.shape[0]] = p
+    pad[: p.shape[0]] = p
     parts += [pad, np.full((height, gap, 3), 255, np.uint8)]
   return np.concatenate(parts[:-1], axis=1)

@@ -31,8 +31,9 @@ from pixelnet_jax.data import registry
 logging = utils.get_logger()
 
 
-def multiscale_decode(predict, task, variables, images,
-                      scales: Sequence[float] = (1.0,)) -> jax.Array:
+def multiscale_decode(
+  predict, task, variables, images, scales: Sequence[float] = (1.0,)
+) -> jax.Array:
   """The task's decoded map averaged over rescaled copies of the images.
 
   Each copy is resized by ``scale`` (bilinear, antialiased when shrinking),
@@ -56,20 +57,26 @@ def multiscale_decode(predict, task, variables, images,
   total = None
   for scale in scales:
     size = (max(1, int(round(height * float(scale)))), max(1, int(round(width * float(scale)))))
-    resized = images if size == (height, width) else jax.image.resize(
-        images, (batch, *size, channels), "linear")
+    resized = (
+      images
+      if size == (height, width)
+      else jax.image.resize(images, (batch, *size, channels), "linear")
+    )
     decoded = task.decode(predict(variables, resized))
     if decoded.ndim != 3:
-      raise ValueError(f"Multi-scale averaging needs one map per image from the task's "
-                       f"decode, got shape {decoded.shape}.")
+      raise ValueError(
+        f"Multi-scale averaging needs one map per image from the task's "
+        f"decode, got shape {decoded.shape}."
+      )
     if size != (height, width):
       decoded = jax.image.resize(decoded, (batch, height, width), "linear")
     total = decoded if total is None else total + decoded
   return total / len(scales)
 
 
-def predict_split(config, task, model, state, split: str, limit: int | None = None,
-                  scales: Sequence[float] = (1.0,)) -> Iterator[tuple[str, np.ndarray]]:
+def predict_split(
+  config, task, model, state, split: str, limit: int | None = None, scales: Sequence[float] = (1.0,)
+) -> Iterator[tuple[str, np.ndarray]]:
   """Yields (image id, decoded prediction at the image's own size) over a split, in order.
 
   Images are batched by ``config.eval.batch_size`` (padded to the batch's largest
@@ -95,8 +102,7 @@ def predict_split(config, task, model, state, split: str, limit: int | None = No
       image_id = ids[i]
       if isinstance(image_id, bytes):
         image_id = image_id.decode("utf-8")
-      yield (str(image_id) if image_id is not None else f"{index:06d}",
-             decoded[i, :height, :width])
+      yield (str(image_id) if image_id is not None else f"{index:06d}", decoded[i, :height, :width])
       index += 1
 
 
@@ -104,17 +110,25 @@ def to_png_levels(probability: np.ndarray) -> np.ndarray:
   """probability [H, W] float in [0, 1] -> [H, W] uint8 round(p * 255)."""
   probability = np.asarray(probability, np.float64)
   if probability.ndim != 2:
-    raise ValueError(f"An edge map must be [H, W], got shape {probability.shape}; "
-                     "write_edge_maps needs a task whose decode gives one map per image.")
+    raise ValueError(
+      f"An edge map must be [H, W], got shape {probability.shape}; "
+      "write_edge_maps needs a task whose decode gives one map per image."
+    )
   if np.isnan(probability).any():
     raise ValueError("The edge map holds NaN: the checkpoint's outputs are not finite.")
   return np.round(np.clip(probability, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def write_edge_maps(config, workdir: str, out_dir: str, split: Optional[str] = None,
-                    step: Optional[int] = None, best: bool = False,
-                    limit: int | None = None,
-                    scales: Sequence[float] = (1.0,)) -> dict[str, Any]:
+def write_edge_maps(
+  config,
+  workdir: str,
+  out_dir: str,
+  split: str | None = None,
+  step: int | None = None,
+  best: bool = False,
+  limit: int | None = None,
+  scales: Sequence[float] = (1.0,),
+) -> dict[str, Any]:
   """Predicts a split with a run's checkpoint and writes ``<out_dir>/<id>.png``.
 
   Args:
@@ -133,13 +147,14 @@ def write_edge_maps(config, workdir: str, out_dir: str, split: Optional[str] = N
   task, model, state = evaluate.restore_checkpoint(config, workdir, step=step, best=best)
   os.makedirs(out_dir, exist_ok=True)
   ids = []
-  for image_id, probability in predict_split(config, task, model, state, split, limit,
-                                             scales):
+  for image_id, probability in predict_split(config, task, model, state, split, limit, scales):
     Image.fromarray(to_png_levels(probability), mode="L").save(
-        os.path.join(out_dir, f"{image_id}.png"))
+      os.path.join(out_dir, f"{image_id}.png")
+    )
     ids.append(image_id)
     if len(ids) % 20 == 0:
       logging.info("predicted %d images of %s", len(ids), split)
-  logging.info("wrote %d edge maps of split %r (step %d) to %s", len(ids), split,
-               int(state.step), out_dir)
+  logging.info(
+    "wrote %d edge maps of split %r (step %d) to %s", len(ids), split, int(state.step), out_dir
+  )
   return {"step": int(state.step), "split": split, "out_dir": out_dir, "ids": ids}

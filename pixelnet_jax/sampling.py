@@ -27,6 +27,7 @@ class PixelSample(NamedTuple):
     coords: [N, 2] int32 (row, col).
     mask: [N] bool, false only where no valid pixel could be sampled.
   """
+
   coords: jax.Array
   mask: jax.Array
 
@@ -42,7 +43,7 @@ def _check_num(value, name: str) -> int:
     as_int = int(value)
   except (TypeError, jax.errors.ConcretizationTypeError) as e:
     raise TypeError(
-        f"`{name}` must be a static Python int (mark it static under jax.jit), got {value!r}."
+      f"`{name}` must be a static Python int (mark it static under jax.jit), got {value!r}."
     ) from e
   if as_int != value or as_int < 1:
     raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
@@ -52,13 +53,14 @@ def _check_num(value, name: str) -> int:
 def _check_map(array, name: str, kind: str):
   if array.ndim != 2:
     raise ValueError(
-        f"`{name}` must have shape [H, W] for one image, got {tuple(array.shape)}; "
-        "batch images with jax.vmap.")
+      f"`{name}` must have shape [H, W] for one image, got {tuple(array.shape)}; "
+      "batch images with jax.vmap."
+    )
   ok = {
-      "bool": array.dtype == jnp.bool_,
-      "int": jnp.issubdtype(array.dtype, jnp.integer),
-      "float": jnp.issubdtype(array.dtype, jnp.floating),
-      "number": jnp.issubdtype(array.dtype, jnp.number) or array.dtype == jnp.bool_,
+    "bool": array.dtype == jnp.bool_,
+    "int": jnp.issubdtype(array.dtype, jnp.integer),
+    "float": jnp.issubdtype(array.dtype, jnp.floating),
+    "number": jnp.issubdtype(array.dtype, jnp.number) or array.dtype == jnp.bool_,
   }[kind]
   if not ok:
     raise TypeError(f"`{name}` must be a {kind} array, got dtype {array.dtype}.")
@@ -68,16 +70,18 @@ def _check_fractions(fractions, num_strata: int):
   fractions_arr = jnp.asarray(fractions, dtype=jnp.float32)
   if fractions_arr.shape != (num_strata,):
     raise ValueError(
-        f"`fractions` must have one entry per stratum, shape ({num_strata},), "
-        f"got {tuple(fractions_arr.shape)}.")
+      f"`fractions` must have one entry per stratum, shape ({num_strata},), "
+      f"got {tuple(fractions_arr.shape)}."
+    )
   try:
     concrete = np.asarray(fractions, dtype=np.float64)
   except (TypeError, jax.errors.TracerArrayConversionError):
     return fractions_arr  # Traced: shape checked, values trusted.
   if np.any(concrete < 0) or not np.isclose(concrete.sum(), 1.0, atol=1e-4):
     raise ValueError(
-        f"`fractions` must be non-negative and sum to 1, got {concrete.tolist()} "
-        f"(sum {concrete.sum():.6g}).")
+      f"`fractions` must be non-negative and sum to 1, got {concrete.tolist()} "
+      f"(sum {concrete.sum():.6g})."
+    )
   return fractions_arr
 
 
@@ -94,8 +98,11 @@ def _quotas(present, fractions, num_points: int):
   weights = fractions * present
   total = weights.sum()
   present_f = present.astype(jnp.float32)
-  weights = jnp.where(total > 0, weights / jnp.where(total > 0, total, 1.0),
-                      present_f / jnp.maximum(present_f.sum(), 1.0))
+  weights = jnp.where(
+    total > 0,
+    weights / jnp.where(total > 0, total, 1.0),
+    present_f / jnp.maximum(present_f.sum(), 1.0),
+  )
   exact = weights * num_points
   base = jnp.floor(exact).astype(jnp.int32)
   remainder = num_points - base.sum()
@@ -136,7 +143,8 @@ def stratified(key, strata, num_points: int, num_strata: int, fractions=None) ->
   priority = jax.random.bits(key_perm, flat.shape, jnp.uint32)
   # Grouped by stratum, a uniformly random order within each group.
   _, _, order = jax.lax.sort(
-      (flat, priority, jnp.arange(flat.shape[0], dtype=jnp.int32)), num_keys=2)
+    (flat, priority, jnp.arange(flat.shape[0], dtype=jnp.int32)), num_keys=2
+  )
 
   counts = jnp.bincount(flat, length=num_strata + 1)[:num_strata]
   starts = jnp.cumsum(counts) - counts
@@ -173,8 +181,9 @@ def uniform(key, valid, num_points: int) -> PixelSample:
   return stratified(key, jnp.where(valid, 0, -1).astype(jnp.int32), num_points, 1)
 
 
-def hard_pixels(key, scores, num_points: int, oversample: int = 3, importance: float = 0.75,
-                valid=None) -> PixelSample:
+def hard_pixels(
+  key, scores, num_points: int, oversample: int = 3, importance: float = 0.75, valid=None
+) -> PixelSample:
   """Uncertainty-driven sampling: the hardest of a random oversample, plus a random rest.
 
   Draws ``oversample * num_points`` distinct candidates uniformly (among valid
@@ -201,8 +210,9 @@ def hard_pixels(key, scores, num_points: int, oversample: int = 3, importance: f
   if valid is None:
     valid = jnp.ones(scores.shape, jnp.bool_)
   elif valid.shape != scores.shape:
-    raise ValueError(f"`valid` shape {tuple(valid.shape)} must equal `scores` shape "
-                     f"{tuple(scores.shape)}.")
+    raise ValueError(
+      f"`valid` shape {tuple(valid.shape)} must equal `scores` shape {tuple(scores.shape)}."
+    )
   num_hard = int(round(float(importance) * num_points))
   num_candidates = oversample * num_points
 
@@ -213,7 +223,7 @@ def hard_pixels(key, scores, num_points: int, oversample: int = 3, importance: f
   hard = by_score[:num_hard]
   # The rest: the first non-picked candidates in (random) candidate order.
   picked = jnp.zeros((num_candidates,), jnp.bool_).at[hard].set(True)
-  rest = jnp.argsort(picked, stable=True)[:num_points - num_hard]
+  rest = jnp.argsort(picked, stable=True)[: num_points - num_hard]
   chosen = jnp.concatenate([hard, rest])
   return PixelSample(candidates.coords[chosen], candidates.mask[chosen])
 
@@ -297,6 +307,13 @@ def sample_points(sample: PixelSample):
 
 
 __all__ = [
-    "PixelSample", "uniform", "stratified", "hard_pixels", "class_strata",
-    "boundary_strata", "positive_fractions", "grid_strata", "sample_points",
+  "PixelSample",
+  "uniform",
+  "stratified",
+  "hard_pixels",
+  "class_strata",
+  "boundary_strata",
+  "positive_fractions",
+  "grid_strata",
+  "sample_points",
 ]

@@ -34,9 +34,13 @@ def create_train_state(config, model, key, image_shape) -> TrainState:
   decay = models.decay_mask(variables["params"])
   params = models.unbox(variables["params"])
   tx, _ = optimizers.create_optimizer(config.optimizer, int(config.num_train_steps), decay)
-  return TrainState.create(apply_fn=model.apply, params=params, tx=tx,
-                           batch_stats=variables.get("batch_stats", {}),
-                           rng=jax.random.key_data(key_train))
+  return TrainState.create(
+    apply_fn=model.apply,
+    params=params,
+    tx=tx,
+    batch_stats=variables.get("batch_stats", {}),
+    rng=jax.random.key_data(key_train),
+  )
 
 
 def host_state(state):

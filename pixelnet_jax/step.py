@@ -16,8 +16,9 @@ from jax import lax
 AXIS = "batch"
 
 
-def train_step(state, batch: dict[str, jax.Array], *, model, task,
-               num_points: int, axis_name: str = AXIS):
+def train_step(
+  state, batch: dict[str, jax.Array], *, model, task, num_points: int, axis_name: str = AXIS
+):
   """One SGD step on this shard's images; collectives over ``axis_name``.
 
   Args:
@@ -50,9 +51,13 @@ def train_step(state, batch: dict[str, jax.Array], *, model, task,
 
   def loss_fn(params):
     outputs, new_vars = model.apply(
-        {"params": params, "batch_stats": state.batch_stats}, batch["image"], points,
-        train=True, rngs={"dropout": jax.random.fold_in(key_dropout, shard)},
-        mutable=["batch_stats"])
+      {"params": params, "batch_stats": state.batch_stats},
+      batch["image"],
+      points,
+      train=True,
+      rngs={"dropout": jax.random.fold_in(key_dropout, shard)},
+      mutable=["batch_stats"],
+    )
     local_mean = task.loss(flat(outputs), jax.tree.map(flat, targets), flat(mask))
     # Scaled so that the sum over shards is the mean over every sampled pixel.
     return local_mean * local_count / global_count, new_vars["batch_stats"]
@@ -63,9 +68,9 @@ def train_step(state, batch: dict[str, jax.Array], *, model, task,
   batch_stats = lax.pmean(batch_stats, axis_name)
   new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   metrics = {
-      "loss": loss,
-      "grad_norm": jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads))),
-      "sampled_fraction": lax.psum(local_count, axis_name) / (
-          lax.psum(local_batch, axis_name) * num_points),
+    "loss": loss,
+    "grad_norm": jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads))),
+    "sampled_fraction": lax.psum(local_count, axis_name)
+    / (lax.psum(local_batch, axis_name) * num_points),
   }
   return new_state, metrics

@@ -59,18 +59,18 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
 # The one place that knows each task's main eval metric and which metrics are errors
 # (lower is better); every other metric is taken as higher-is-better. A ``main_metric``
 # field in metrics.jsonl lines, or the ``metric`` of best/best.json, takes precedence.
 TASK_METRICS: dict[str, dict[str, Any]] = {
-    "segmentation": {"main": "miou", "lower_is_better": ()},
-    "normals": {"main": "mean", "lower_is_better": ("mean", "median", "rmse")},
-    "edges": {"main": "f_pixel", "lower_is_better": ()},
+  "segmentation": {"main": "miou", "lower_is_better": ()},
+  "normals": {"main": "mean", "lower_is_better": ("mean", "median", "rmse")},
+  "edges": {"main": "f_pixel", "lower_is_better": ()},
 }
 
 # Fields of a metrics.jsonl line that hold elapsed seconds since the run started.
@@ -103,6 +103,7 @@ def metric_mode(task: str | None, metric: str) -> str:
 @dataclasses.dataclass(frozen=True)
 class Point:
   """One run of the grid: its sub-workdir name and every override it passes."""
+
   name: str
   axes: tuple[tuple[str, str], ...]  # (key without 'config.', raw value), in axis order
   seed: str | None
@@ -147,7 +148,7 @@ def parse_assignment(text: str) -> tuple[str, str]:
   key, sep, value = text.strip().lstrip("-").partition("=")
   key = key.strip()
   if key.startswith("config."):
-    key = key[len("config."):]
+    key = key[len("config.") :]
   if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
     raise ValueError(f"Expected config.KEY=VALUE, got {text!r}.")
   return key, value.strip()
@@ -175,15 +176,16 @@ def axis_labels(keys: Sequence[str]) -> dict[str, str]:
   return {k: (short if last.count(short) == 1 else k) for k, short in zip(keys, last)}
 
 
-def point_name(axes: Sequence[tuple[str, str]], seed: str | None,
-               labels: dict[str, str] | None = None) -> str:
+def point_name(
+  axes: Sequence[tuple[str, str]], seed: str | None, labels: dict[str, str] | None = None
+) -> str:
   labels = labels or axis_labels([k for k, _ in axes])
   parts = [f"{labels[k]}={safe_component(v)}" for k, v in axes]
   if seed is not None:
     parts.append(f"seed={safe_component(seed)}")
   name = "__".join(parts) or "base"
   if len(name) > _MAX_NAME:
-    name = name[:_MAX_NAME - 9] + "-" + _digest(name)
+    name = name[: _MAX_NAME - 9] + "-" + _digest(name)
   return name
 
 
@@ -191,8 +193,11 @@ def _digest(text: str) -> str:
   return hashlib.sha1(text.encode()).hexdigest()[:8]
 
 
-def expand_grid(axes: Sequence[tuple[str, Sequence[str]]], seeds: Sequence[str] | None,
-                fixed: Sequence[tuple[str, str]] = ()) -> list[Point]:
+def expand_grid(
+  axes: Sequence[tuple[str, Sequence[str]]],
+  seeds: Sequence[str] | None,
+  fixed: Sequence[tuple[str, str]] = (),
+) -> list[Point]:
   """Every (seed, axis values...) combination, seed outermost, then axes in order."""
   keys = [k for k, _ in axes]
   fixed_keys = [k for k, _ in fixed]
@@ -203,22 +208,28 @@ def expand_grid(axes: Sequence[tuple[str, Sequence[str]]], seeds: Sequence[str] 
     raise ValueError(f"Keys both swept and fixed: {sorted(clash)}.")
   labels = axis_labels(keys)
   points = []
-  for seed in (list(seeds) if seeds else [None]):
+  for seed in list(seeds) if seeds else [None]:
     for values in itertools.product(*[list(v) for _, v in axes]):
       point_axes = tuple(zip(keys, values))
-      points.append(Point(point_name(point_axes, seed, labels), point_axes, seed,
-                          tuple(fixed)))
+      points.append(Point(point_name(point_axes, seed, labels), point_axes, seed, tuple(fixed)))
   names = [p.name for p in points]
   if len(set(names)) != len(names):
     # Values that differ only in unsafe characters ('(1,2)' vs '[1,2]'): disambiguate all.
-    points = [dataclasses.replace(p, name=f"{p.name}-{_digest(repr(p.overrides))}")
-              for p in points]
+    points = [dataclasses.replace(p, name=f"{p.name}-{_digest(repr(p.overrides))}") for p in points]
   return points
 
 
 def train_command(config_path: str, workdir: str, point: Point) -> list[str]:
-  return [sys.executable, "-m", "pixelnet_jax.main", "--config", config_path,
-          "--workdir", workdir, *point.flags()]
+  return [
+    sys.executable,
+    "-m",
+    "pixelnet_jax.main",
+    "--config",
+    config_path,
+    "--workdir",
+    workdir,
+    *point.flags(),
+  ]
 
 
 def check_keys(config_path: str, keys: Iterable[str]) -> None:
@@ -294,8 +305,9 @@ def _last_json_line(lines: Sequence[str]) -> dict | None:
   return None
 
 
-def run_point(config_path: str, sweep_dir: str, point: Point, stop: _Stop,
-              echo: bool = True) -> str:
+def run_point(
+  config_path: str, sweep_dir: str, point: Point, stop: _Stop, echo: bool = True
+) -> str:
   """Runs (or skips) one point; returns 'skipped' | 'done' | 'failed' | 'stopped'."""
   workdir = os.path.join(sweep_dir, point.name)
   os.makedirs(workdir, exist_ok=True)
@@ -303,8 +315,9 @@ def run_point(config_path: str, sweep_dir: str, point: Point, stop: _Stop,
   done_path = os.path.join(workdir, _DONE_FILE)
   identity = {"config": config_path, "overrides": point.overrides}
   done = _read_json(done_path)
-  if done is not None and all(done.get(k) == json.loads(json.dumps(v))
-                              for k, v in identity.items()):
+  if done is not None and all(
+    done.get(k) == json.loads(json.dumps(v)) for k, v in identity.items()
+  ):
     message = f"skipped {point.name}: done at step {done.get('step')} ({_DONE_FILE})"
     print(f"[sweep] {message}", flush=True)
     with open(log_path, "a") as log:
@@ -315,8 +328,14 @@ def run_point(config_path: str, sweep_dir: str, point: Point, stop: _Stop,
     os.remove(done_path)
 
   record = _read_json(os.path.join(workdir, _POINT_FILE)) or {"attempts": []}
-  record.update(name=point.name, config=config_path, axes=dict(point.axes), seed=point.seed,
-                fixed=dict(point.fixed), overrides=point.overrides)
+  record.update(
+    name=point.name,
+    config=config_path,
+    axes=dict(point.axes),
+    seed=point.seed,
+    fixed=dict(point.fixed),
+    overrides=point.overrides,
+  )
   command = train_command(config_path, workdir, point)
   print(f"[sweep] running {point.name}: {shlex.join(command)}", flush=True)
   env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -325,8 +344,9 @@ def run_point(config_path: str, sweep_dir: str, point: Point, stop: _Stop,
   with open(log_path, "a") as log:
     log.write(f"# sweep {time.strftime('%Y-%m-%d %H:%M:%S')}: {shlex.join(command)}\n")
     log.flush()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, env=env)
+    process = subprocess.Popen(
+      command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
     stop.process = process
     try:
       for line in process.stdout:
@@ -344,32 +364,63 @@ def run_point(config_path: str, sweep_dir: str, point: Point, stop: _Stop,
   result = _last_json_line(tail)
   step = result.get("step") if result else None
   target = target_step(_read_json(os.path.join(workdir, "config.json")))
-  finished = (returncode == 0 and result is not None and not result.get("preempted")
-              and step is not None and target is not None and int(step) >= target)
-  record["attempts"].append({"started": time.strftime("%Y-%m-%d %H:%M:%S",
-                                                      time.localtime(start)),
-                             "seconds": seconds, "returncode": returncode, "step": step})
+  finished = (
+    returncode == 0
+    and result is not None
+    and not result.get("preempted")
+    and step is not None
+    and target is not None
+    and int(step) >= target
+  )
+  record["attempts"].append(
+    {
+      "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(start)),
+      "seconds": seconds,
+      "returncode": returncode,
+      "step": step,
+    }
+  )
   _write_json(os.path.join(workdir, _POINT_FILE), record)
   failed_path = os.path.join(workdir, _FAILED_FILE)
   if finished:
     if os.path.exists(failed_path):
       os.remove(failed_path)
-    _write_json(done_path, {
-        **identity, "name": point.name, "returncode": returncode, "step": int(step),
+    _write_json(
+      done_path,
+      {
+        **identity,
+        "name": point.name,
+        "returncode": returncode,
+        "step": int(step),
         "wall_seconds": seconds,
         "total_wall_seconds": sum(a["seconds"] for a in record["attempts"]),
-        "attempts": len(record["attempts"]), "train_summary": result,
-        "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+        "attempts": len(record["attempts"]),
+        "train_summary": result,
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+      },
+    )
     print(f"[sweep] done {point.name}: step {step} in {seconds:.1f} s", flush=True)
     return "done"
   if stop.requested:
     print(f"[sweep] stopped during {point.name} (step {step}); re-run to resume.", flush=True)
     return "stopped"
-  reason = (f"exit code {returncode}" if returncode != 0 else
-            f"exited at step {step}, not the final step {target}")
-  _write_json(failed_path, {**identity, "name": point.name, "returncode": returncode,
-                            "step": step, "reason": reason, "wall_seconds": seconds,
-                            "log_tail": [line.rstrip("\n") for line in tail[-20:]]})
+  reason = (
+    f"exit code {returncode}"
+    if returncode != 0
+    else f"exited at step {step}, not the final step {target}"
+  )
+  _write_json(
+    failed_path,
+    {
+      **identity,
+      "name": point.name,
+      "returncode": returncode,
+      "step": step,
+      "reason": reason,
+      "wall_seconds": seconds,
+      "log_tail": [line.rstrip("\n") for line in tail[-20:]],
+    },
+  )
   print(f"[sweep] FAILED {point.name}: {reason}; see {log_path}", flush=True)
   return "failed"
 
@@ -400,8 +451,11 @@ def read_metrics(path: str) -> list[dict]:
       continue
     step, split = int(line["step"]), line.get("split")
     if any(k.get("split") == split and int(k["step"]) >= step for k in kept):
-      kept = [k for k in kept if int(k["step"]) < step or
-              (int(k["step"]) == step and k.get("split") != split)]
+      kept = [
+        k
+        for k in kept
+        if int(k["step"]) < step or (int(k["step"]) == step and k.get("split") != split)
+      ]
     kept.append(line)
   return kept
 
@@ -416,8 +470,9 @@ def _elapsed(line: dict) -> float | None:
 
 def eval_wall_seconds(lines: Sequence[dict]) -> dict[int, float]:
   """Seconds since the run started for each eval line's step (see the module docstring)."""
-  train = sorted(((int(l["step"]), l) for l in lines if l.get("split") == "train"),
-                 key=lambda t: t[0])
+  train = sorted(
+    ((int(l["step"]), l) for l in lines if l.get("split") == "train"), key=lambda t: t[0]
+  )
   cumulative, prev, marks = 0.0, 0, []  # marks: (step, seconds at step, rate)
   for step, line in train:
     rate = line.get("steps_per_sec")
@@ -485,8 +540,9 @@ def summarize_run(run_dir: str) -> tuple[dict, dict]:
   main, mode = _main_metric(lines, run_dir, task)
 
   row: dict[str, Any] = {"point": point.get("name", os.path.basename(run_dir))}
-  row["status"] = ("done" if done else "failed" if failed else
-                   "incomplete" if lines or config else "not_started")
+  row["status"] = (
+    "done" if done else "failed" if failed else "incomplete" if lines or config else "not_started"
+  )
   for key, value in (point.get("axes") or {}).items():
     row[f"config.{key}"] = value  # Prefixed: an axis may be a key that is also a column.
   row["seed"] = config.get("seed", point.get("seed"))
@@ -504,22 +560,34 @@ def summarize_run(run_dir: str) -> tuple[dict, dict]:
   per_image = _crop_pixels(config) if dense else config.get("points_per_image")
   row["batch_size"] = batch
   row["points_per_image"] = config.get("points_per_image")
-  row["pixel_count"] = "dense: batch_size x crop pixels" if dense else (
-      "sampled: batch_size x points_per_image")
-  row["train_pixels"] = (int(steps) * int(batch) * int(per_image)
-                         if None not in (steps, batch, per_image) else None)
+  row["pixel_count"] = (
+    "dense: batch_size x crop pixels" if dense else ("sampled: batch_size x points_per_image")
+  )
+  row["train_pixels"] = (
+    int(steps) * int(batch) * int(per_image) if None not in (steps, batch, per_image) else None
+  )
   attempts = point.get("attempts") or []
-  row["wall_seconds"] = round(sum(a.get("seconds", 0.0) for a in attempts), 3) if attempts else (
-      done.get("total_wall_seconds") if done else None)
+  row["wall_seconds"] = (
+    round(sum(a.get("seconds", 0.0) for a in attempts), 3)
+    if attempts
+    else (done.get("total_wall_seconds") if done else None)
+  )
 
   evals = [l for l in lines if l.get("split") == "eval"]
   times = eval_wall_seconds(lines)
   row["train_seconds"] = round(max(times.values()), 3) if times else None
-  names = sorted({k for l in evals for k, v in l.items()
-                  if k not in _NON_METRIC_KEYS and isinstance(v, (int, float))},
-                 key=lambda k: (k != main, k))
-  main_series = [(int(l["step"]), float(l[main])) for l in evals
-                 if main in l and _number(l[main]) is not None]
+  names = sorted(
+    {
+      k
+      for l in evals
+      for k, v in l.items()
+      if k not in _NON_METRIC_KEYS and isinstance(v, (int, float))
+    },
+    key=lambda k: (k != main, k),
+  )
+  main_series = [
+    (int(l["step"]), float(l[main])) for l in evals if main in l and _number(l[main]) is not None
+  ]
   if main_series:
     pick = max if mode == "max" else min
     best_step, best_value = pick(main_series, key=lambda t: t[1])
@@ -534,30 +602,51 @@ def summarize_run(run_dir: str) -> tuple[dict, dict]:
   last_attempt = attempts[-1] if attempts else {}
   row["returncode"] = (done or failed or last_attempt).get("returncode")
   row["error"] = failed.get("reason") if failed else None
-  series = {"point": row["point"], "metric": main,
-            "steps": [s for s, _ in main_series], "values": [v for _, v in main_series],
-            "seconds": [times.get(s) for s, _ in main_series]}
+  series = {
+    "point": row["point"],
+    "metric": main,
+    "steps": [s for s, _ in main_series],
+    "values": [v for _, v in main_series],
+    "seconds": [times.get(s) for s, _ in main_series],
+  }
   return row, series
 
 
 _LEAD_COLUMNS = ("point", "status")
-_RUN_COLUMNS = ("seed", "task", "main_metric", "main_mode", "final_main", "best_main",
-                "best_main_step", "steps", "num_train_steps", "batch_size", "points_per_image",
-                "train_pixels", "pixel_count", "wall_seconds", "train_seconds", "returncode",
-                "error")
+_RUN_COLUMNS = (
+  "seed",
+  "task",
+  "main_metric",
+  "main_mode",
+  "final_main",
+  "best_main",
+  "best_main_step",
+  "steps",
+  "num_train_steps",
+  "batch_size",
+  "points_per_image",
+  "train_pixels",
+  "pixel_count",
+  "wall_seconds",
+  "train_seconds",
+  "returncode",
+  "error",
+)
 
 
 def summary_columns(rows: Sequence[dict], axis_keys: Sequence[str]) -> list[str]:
-  metric_columns = sorted({k for r in rows for k in r
-                           if k.startswith(("final_", "best_")) and k not in _RUN_COLUMNS},
-                          key=lambda k: (k.split("_", 1)[1], not k.startswith("final_")))
+  metric_columns = sorted(
+    {k for r in rows for k in r if k.startswith(("final_", "best_")) and k not in _RUN_COLUMNS},
+    key=lambda k: (k.split("_", 1)[1], not k.startswith("final_")),
+  )
   return [*_LEAD_COLUMNS, *axis_keys, *_RUN_COLUMNS, *metric_columns]
 
 
 def run_dirs(sweep_dir: str, order: Sequence[str] = ()) -> list[str]:
   """Sub-workdirs holding a sweep point: those of ``order`` first, then the rest by name."""
-  found = sorted(d for d in os.listdir(sweep_dir)
-                 if os.path.isfile(os.path.join(sweep_dir, d, _POINT_FILE)))
+  found = sorted(
+    d for d in os.listdir(sweep_dir) if os.path.isfile(os.path.join(sweep_dir, d, _POINT_FILE))
+  )
   ordered = [d for d in order if d in found] + [d for d in found if d not in order]
   return [os.path.join(sweep_dir, d) for d in ordered]
 
@@ -578,15 +667,23 @@ def summarize(sweep_dir: str) -> list[dict]:
     for row in rows:
       writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in columns})
   plots = plot_summary(sweep_dir, rows, [s for _, s in results], axis_keys)
-  _write_json(os.path.join(sweep_dir, "summary.json"), {
-      "columns": columns, "axes": axis_keys, "rows": [{k: row.get(k) for k in columns}
-                                                      for row in rows],
-      "plots": plots, "failures": [r["point"] for r in rows if r["status"] == "failed"],
-      "notes": {"train_pixels": "steps x batch_size x points_per_image; for "
-                                "task.sampling='dense', steps x batch_size x crop pixels",
-                "train_seconds": "training wall-clock at the last eval, from metrics.jsonl "
-                                 "(steps_per_sec of train lines when no time field)",
-                "wall_seconds": "sum over the sweep's launches of the subprocess wall time"}})
+  _write_json(
+    os.path.join(sweep_dir, "summary.json"),
+    {
+      "columns": columns,
+      "axes": axis_keys,
+      "rows": [{k: row.get(k) for k in columns} for row in rows],
+      "plots": plots,
+      "failures": [r["point"] for r in rows if r["status"] == "failed"],
+      "notes": {
+        "train_pixels": "steps x batch_size x points_per_image; for "
+        "task.sampling='dense', steps x batch_size x crop pixels",
+        "train_seconds": "training wall-clock at the last eval, from metrics.jsonl "
+        "(steps_per_sec of train lines when no time field)",
+        "wall_seconds": "sum over the sweep's launches of the subprocess wall time",
+      },
+    },
+  )
   return rows
 
 
@@ -605,19 +702,22 @@ def _axis_scale(values: Sequence[str]) -> tuple[str, list[float] | None]:
   return "linear", numbers
 
 
-def plot_summary(sweep_dir: str, rows: Sequence[dict], series: Sequence[dict],
-                 axis_keys: Sequence[str]) -> list[str]:
+def plot_summary(
+  sweep_dir: str, rows: Sequence[dict], series: Sequence[dict], axis_keys: Sequence[str]
+) -> list[str]:
   """Writes the PNG plots; returns their file names."""
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
 
   metrics = sorted({s["metric"] for s in series if s["metric"] and s["values"]})
   label = " / ".join(metrics) or "main metric"
   written = []
-  for x_key, x_label, file_name in (("steps", "step", "metric_vs_step.png"),
-                                    ("seconds", "training wall-clock (s)",
-                                     "metric_vs_wallclock.png")):
+  for x_key, x_label, file_name in (
+    ("steps", "step", "metric_vs_step.png"),
+    ("seconds", "training wall-clock (s)", "metric_vs_wallclock.png"),
+  ):
     fig, ax = plt.subplots(figsize=(8, 5))
     for s in series:
       pairs = [(x, y) for x, y in zip(s[x_key], s["values"]) if x is not None]
@@ -639,8 +739,9 @@ def plot_summary(sweep_dir: str, rows: Sequence[dict], series: Sequence[dict],
     if not values:
       continue
     scale, numbers = _axis_scale(values)
-    position = ({v: i for i, v in enumerate(values)} if scale == "category" else
-                dict(zip(values, numbers)))
+    position = (
+      {v: i for i, v in enumerate(values)} if scale == "category" else dict(zip(values, numbers))
+    )
     others = [k for k in axis_keys if k != key]
     groups: dict[tuple, dict[str, list[float]]] = {}
     for row in rows:
@@ -655,8 +756,9 @@ def plot_summary(sweep_dir: str, rows: Sequence[dict], series: Sequence[dict],
       low = [m - min(by_value[v]) for m, v in zip(means, xs)]
       high = [max(by_value[v]) - m for m, v in zip(means, xs)]
       name = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in group) or "mean over seeds"
-      ax.errorbar([position[v] for v in xs], means, yerr=[low, high], marker="o", capsize=4,
-                  label=name)
+      ax.errorbar(
+        [position[v] for v in xs], means, yerr=[low, high], marker="o", capsize=4, label=name
+      )
     if scale == "category":
       ax.set_xticks(range(len(values)))
       ax.set_xticklabels(values)
@@ -683,15 +785,17 @@ FLAGS = flags.FLAGS
 
 
 def _define_flags():
-  flags.DEFINE_string("config", None,
-                      "Base config file, passed to each run as --config (path.py[:arg]).")
+  flags.DEFINE_string(
+    "config", None, "Base config file, passed to each run as --config (path.py[:arg])."
+  )
   flags.DEFINE_string("workdir", None, "Sweep directory; each point trains in a sub-directory.")
   flags.DEFINE_multi_string("axis", [], "config.KEY=V1,V2,...: a swept key (repeatable).")
   flags.DEFINE_list("seeds", None, "Values of config.seed, e.g. 0,1 (default: the config's).")
   flags.DEFINE_multi_string("set", [], "config.KEY=VALUE applied to every point (repeatable).")
   flags.DEFINE_bool("dry_run", False, "Print the points and their commands; run nothing.")
-  flags.DEFINE_bool("summarize_only", False,
-                    "Only rebuild summary.csv/json and the plots from the sub-workdirs.")
+  flags.DEFINE_bool(
+    "summarize_only", False, "Only rebuild summary.csv/json and the plots from the sub-workdirs."
+  )
   flags.DEFINE_bool("echo", True, "Echo each run's output (it is always in <point>/sweep.log).")
   flags.mark_flag_as_required("workdir")
 
@@ -725,9 +829,16 @@ def _main(argv):
       print(f"{point.name}: {shlex.join(command)}")
     return
   os.makedirs(sweep_dir, exist_ok=True)
-  _write_json(os.path.join(sweep_dir, "sweep.json"), {
-      "config": FLAGS.config, "axes": dict(axes), "seeds": seeds, "set": dict(fixed),
-      "points": [p.name for p in points]})
+  _write_json(
+    os.path.join(sweep_dir, "sweep.json"),
+    {
+      "config": FLAGS.config,
+      "axes": dict(axes),
+      "seeds": seeds,
+      "set": dict(fixed),
+      "points": [p.name for p in points],
+    },
+  )
   stop = _Stop()
   previous = signal.signal(signal.SIGTERM, stop.handle)
   outcomes = {}
@@ -741,14 +852,20 @@ def _main(argv):
   summarize(sweep_dir)
   failed = [n for n, o in outcomes.items() if o == "failed"]
   counts = {o: list(outcomes.values()).count(o) for o in ("done", "skipped", "failed")}
-  print(f"[sweep] {counts['done']} run, {counts['skipped']} skipped, {counts['failed']} failed; "
-        f"summary in {sweep_dir}/summary.csv", flush=True)
+  print(
+    f"[sweep] {counts['done']} run, {counts['skipped']} skipped, {counts['failed']} failed; "
+    f"summary in {sweep_dir}/summary.csv",
+    flush=True,
+  )
   if stop.requested:
     print("[sweep] stopped early; re-run the same command to resume.", file=sys.stderr)
     sys.exit(3)
   if failed:
-    print("[sweep] failed points (see <point>/sweep_failed.json and sweep.log):\n  "
-          + "\n  ".join(failed), file=sys.stderr)
+    print(
+      "[sweep] failed points (see <point>/sweep_failed.json and sweep.log):\n  "
+      + "\n  ".join(failed),
+      file=sys.stderr,
+    )
     sys.exit(1)
 
 

@@ -64,35 +64,44 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   """
   devices = parallel.select_devices(config)
   task, crop = config_base.validate_config(config, len(devices))
-  train_source = registry.get_source(config.dataset.name, config.dataset.train_split,
-                                     config.dataset)
-  eval_source = registry.get_source(config.dataset.name, config.dataset.eval_split,
-                                    config.dataset)
+  train_source = registry.get_source(
+    config.dataset.name, config.dataset.train_split, config.dataset
+  )
+  eval_source = registry.get_source(config.dataset.name, config.dataset.eval_split, config.dataset)
   os.makedirs(workdir, exist_ok=True)
   write_config(config, workdir)
 
   eval_model = models.create_model(config.model, task.num_outputs)
   state = create_train_state(config, eval_model, jax.random.key(int(config.seed)), crop)
-  checkpoints = Checkpoints(workdir, int(config.keep_checkpoints), task.main_metric,
-                            task.main_metric_mode)
+  checkpoints = Checkpoints(
+    workdir, int(config.keep_checkpoints), task.main_metric, task.main_metric_mode
+  )
   restored = checkpoints.restore(host_state(state))
   if restored is not None:
     state = restored
     logging.info("Resumed from %s at step %d.", workdir, int(state.step))
   start_step = int(state.step)
   num_steps = int(config.num_train_steps)
-  last_step = num_steps if config.get("stop_at_step") is None else min(
-      num_steps, int(config.stop_at_step))
+  last_step = (
+    num_steps if config.get("stop_at_step") is None else min(num_steps, int(config.stop_at_step))
+  )
 
   step_model = models.create_model(config.model, task.num_outputs, bn_axis_name=parallel.AXIS)
   step_fn = parallel.ParallelStep(config, step_model, task, devices)
   state = step_fn.put_state(state)
   batches = pipeline.make_train_iterator(
-      train_source, int(config.batch_size), crop, int(config.seed) + 1000 * jax.process_index(),
-      start_step=start_step, num_workers=int(config.data_workers),
-      num_threads=int(config.data_threads), flip=bool(config.augment.flip),
-      gain_range=tuple(config.augment.gain_range) if config.augment.gain_range else None,
-      label_keys=task.label_keys, label_specs=task.label_specs())
+    train_source,
+    int(config.batch_size),
+    crop,
+    int(config.seed) + 1000 * jax.process_index(),
+    start_step=start_step,
+    num_workers=int(config.data_workers),
+    num_threads=int(config.data_threads),
+    flip=bool(config.augment.flip),
+    gain_range=tuple(config.augment.gain_range) if config.augment.gain_range else None,
+    label_keys=task.label_keys,
+    label_specs=task.label_specs(),
+  )
   writer = MetricWriter(workdir)
   evaluator = evaluate.Evaluator(config, eval_model, task, eval_source, workdir, writer)
   schedule = optimizers.learning_rate_schedule(config.optimizer, num_steps)
@@ -111,16 +120,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           task.validate_labels(task.select_labels(batch))
         except (KeyError, ValueError) as e:
           checkpoints.wait()
-          raise DataError(f"Bad training batch for step {step + 1} from dataset "
-                          f"{config.dataset.name!r}: {e}") from e
+          raise DataError(
+            f"Bad training batch for step {step + 1} from dataset {config.dataset.name!r}: {e}"
+          ) from e
         new_state, metrics = step_fn(state, batch)
         loss = float(metrics["loss"])
         if not np.isfinite(loss):
           checkpoints.wait()
           raise FloatingPointError(
-              f"Loss is {loss} at step {step + 1}; stopping. The last good checkpoint "
-              f"(step {checkpoints.latest_step()}) in {workdir}/checkpoints is intact. "
-              "Lower config.optimizer.learning_rate or set config.optimizer.grad_clip_norm.")
+            f"Loss is {loss} at step {step + 1}; stopping. The last good checkpoint "
+            f"(step {checkpoints.latest_step()}) in {workdir}/checkpoints is intact. "
+            "Lower config.optimizer.learning_rate or set config.optimizer.grad_clip_norm."
+          )
         state = new_state
         step += 1
         last_loss = loss
@@ -128,13 +139,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           now = time.time()
           rate = (step - tick_step) / max(now - tick_time, 1e-9)
           train_metrics = {k: float(v) for k, v in metrics.items()}
-          train_metrics.update(steps_per_sec=rate, pixels_per_sec=rate * pixels_per_step,
-                               learning_rate=float(schedule(step - 1)))
+          train_metrics.update(
+            steps_per_sec=rate,
+            pixels_per_sec=rate * pixels_per_step,
+            learning_rate=float(schedule(step - 1)),
+          )
           writer.write(step, "train", train_metrics)
           eta = utils.format_duration((num_steps - step) / max(rate, 1e-9))
-          logging.info("step %d/%d  loss %.4f  %.2f steps/s  %.0f px/s  ETA %s  (elapsed %s)",
-                       step, num_steps, loss, rate, rate * pixels_per_step, eta,
-                       utils.format_duration(now - run_start))
+          logging.info(
+            "step %d/%d  loss %.4f  %.2f steps/s  %.0f px/s  ETA %s  (elapsed %s)",
+            step,
+            num_steps,
+            loss,
+            rate,
+            rate * pixels_per_step,
+            eta,
+            utils.format_duration(now - run_start),
+          )
           tick_time, tick_step = now, step
         if step % int(config.checkpoint_every) == 0 or step == last_step:
           checkpoints.save(step, state)
@@ -153,7 +174,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     close = getattr(batches, "close", None)
     if close is not None:
       close()
-  summary.update(step=step, loss=last_loss, best=checkpoints.best_value,
-                 seconds=time.time() - run_start)
+  summary.update(
+    step=step, loss=last_loss, best=checkpoints.best_value, seconds=time.time() - run_start
+  )
   summary["state"] = host_state(state)
   return summary

@@ -14,8 +14,10 @@ def test_data_dir():
   """The shared real-data samples; skips when PIXELNET_TEST_DATA is unset."""
   path = os.environ.get("PIXELNET_TEST_DATA")
   if not path:
-    pytest.skip("PIXELNET_TEST_DATA is not set (point it at the shared data samples, "
-                "e.g. ../shared/data, as .ci/run does).")
+    pytest.skip(
+      "PIXELNET_TEST_DATA is not set (point it at the shared data samples, "
+      "e.g. ../shared/data, as .ci/run does)."
+    )
   if not os.path.isdir(path):
     pytest.skip(f"PIXELNET_TEST_DATA={path} is not a directory.")
   return path

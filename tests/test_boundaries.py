@@ -8,12 +8,10 @@ import numpy as np
 import pytest
 import scipy.io
 from PIL import Image
-from scipy import ndimage
-from scipy import optimize
+from scipy import ndimage, optimize
 
 from pixelnet_jax import eval_boundaries
-from pixelnet_jax.metrics import _kernels
-from pixelnet_jax.metrics import boundaries
+from pixelnet_jax.metrics import _kernels, boundaries
 
 
 def _max_dist_for(shape, pixels):
@@ -63,8 +61,7 @@ def test_matching_prefers_the_closer_of_two_parallel_lines():
   gt = _hline(shape, 20, 10, 50)
   near = _hline(shape, 21, 10, 50)
   far = _hline(shape, 23, 10, 50)
-  m1, _ = boundaries.correspond_pixels(near | far, gt,
-                                       _max_dist_for(shape, 3.5))
+  m1, _ = boundaries.correspond_pixels(near | far, gt, _max_dist_for(shape, 3.5))
   np.testing.assert_array_equal(m1, near)
 
 
@@ -100,13 +97,11 @@ def test_sparse_assignment_is_optimal_against_dense_solver():
     n_real = int(rng.integers(1, 25))
     indptr, indices, costs = [0], [], []
     for i in range(n_rows):
-      cols = rng.choice(n_real, int(rng.integers(0, min(n_real, 6) + 1)),
-                        replace=False)
+      cols = rng.choice(n_real, int(rng.integers(0, min(n_real, 6) + 1)), replace=False)
       indices += list(cols) + [n_real + i]  # private outlier column
       costs += list(rng.integers(0, 500, cols.size)) + [4000]
       indptr.append(len(indices))
-    indptr, indices, costs = (np.array(x, np.int64)
-                              for x in (indptr, indices, costs))
+    indptr, indices, costs = (np.array(x, np.int64) for x in (indptr, indices, costs))
     col4row = _kernels.assign(indptr, indices, costs, n_real + n_rows)
     assert len(set(col4row.tolist())) == n_rows  # one-to-one
     total = 0
@@ -125,10 +120,9 @@ def test_numba_matching_agrees_with_scipy_reference_on_edge_maps():
     base = ndimage.gaussian_filter(rng.random(shape), 2.0)
     a = boundaries.thin(base > np.quantile(base, 0.7))
     b = boundaries.thin(np.roll(base, 1, axis=0) > np.quantile(base, 0.75))
-    args = (*np.nonzero(a), *np.nonzero(b), shape, max_dist_px,
-            100 * max_dist_px)
-    m1, m2 = boundaries._match_pixels(*args, solver='numba')
-    r1, r2 = boundaries._match_pixels(*args, solver='scipy')
+    args = (*np.nonzero(a), *np.nonzero(b), shape, max_dist_px, 100 * max_dist_px)
+    m1, m2 = boundaries._match_pixels(*args, solver="numba")
+    r1, r2 = boundaries._match_pixels(*args, solver="scipy")
     assert m1.sum() == r1.sum() == m2.sum() == r2.sum() > 0
 
 
@@ -206,10 +200,8 @@ def test_official_matcher_is_seeded_and_never_beats_the_optimum():
     a = boundaries.thin(base > np.quantile(base, 0.7))
     b = boundaries.thin(np.roll(base, 1, axis=1) > np.quantile(base, 0.72))
     o1, o2 = boundaries.correspond_pixels(a, b, max_dist)
-    f1, f2 = boundaries.correspond_pixels(a, b, max_dist, matcher='official',
-                                          seed=trial)
-    g1, g2 = boundaries.correspond_pixels(a, b, max_dist, matcher='official',
-                                          seed=trial)
+    f1, f2 = boundaries.correspond_pixels(a, b, max_dist, matcher="official", seed=trial)
+    g1, g2 = boundaries.correspond_pixels(a, b, max_dist, matcher="official", seed=trial)
     np.testing.assert_array_equal(f1, g1)
     np.testing.assert_array_equal(f2, g2)
     assert not (f1 & ~a).any() and not (f2 & ~b).any()
@@ -219,11 +211,12 @@ def test_official_matcher_is_seeded_and_never_beats_the_optimum():
     assert f1.sum() >= 0.98 * o1.sum()
   # A clean case has a unique answer whatever the draws.
   line = _hline(shape, 10, 5, 45)
-  f1, f2 = boundaries.correspond_pixels(line, np.roll(line, 2, axis=0),
-                                        max_dist, matcher='official', seed=7)
+  f1, f2 = boundaries.correspond_pixels(
+    line, np.roll(line, 2, axis=0), max_dist, matcher="official", seed=7
+  )
   assert f1.sum() == f2.sum() == 40
-  with pytest.raises(ValueError, match='matcher'):
-    boundaries.correspond_pixels(line, line, matcher='csa')
+  with pytest.raises(ValueError, match="matcher"):
+    boundaries.correspond_pixels(line, line, matcher="csa")
 
 
 # ---------------------------------------------------------------- thinning
@@ -269,7 +262,7 @@ def test_thin_is_idempotent_one_pixel_wide_and_keeps_components():
     # No 2x2 block survives thinning.
     assert not (out[:-1, :-1] & out[1:, :-1] & out[:-1, 1:] & out[1:, 1:]).any()
     eight = np.ones((3, 3))
-    assert (ndimage.label(out, eight)[1] == ndimage.label(m, eight)[1])
+    assert ndimage.label(out, eight)[1] == ndimage.label(m, eight)[1]
 
 
 # ---------------------------------------------------------------- NMS
@@ -277,7 +270,7 @@ def test_thin_is_idempotent_one_pixel_wide_and_keeps_components():
 
 def _ridge(shape, col, sigma=1.5, slope=0.0):
   """Edge strength peaking along the line x = col + slope * y."""
-  y, x = np.mgrid[:shape[0], :shape[1]]
+  y, x = np.mgrid[: shape[0], : shape[1]]
   return np.exp(-0.5 * ((x - col - slope * y) / sigma) ** 2).astype(np.float32)
 
 
@@ -315,8 +308,8 @@ def test_nms_keeps_ridge_maxima_and_suppresses_neighbours():
 def test_nms_ramps_strengths_down_at_the_border():
   e = np.ones((30, 30), np.float32)
   out = boundaries.edge_nms(e, orientation=np.zeros((30, 30)))
-  np.testing.assert_allclose(out[15, :6], [0, .2, .4, .6, .8, 1], atol=1e-6)
-  np.testing.assert_allclose(out[15, -6:], [1, .8, .6, .4, .2, 0], atol=1e-6)
+  np.testing.assert_allclose(out[15, :6], [0, 0.2, 0.4, 0.6, 0.8, 1], atol=1e-6)
+  np.testing.assert_allclose(out[15, -6:], [1, 0.8, 0.6, 0.4, 0.2, 0], atol=1e-6)
   assert out[0].max() == 0 and out[:, -1].max() == 0
 
 
@@ -324,20 +317,21 @@ def test_evaluate_image_with_nms_equals_nms_then_evaluate():
   rng = np.random.default_rng(3)
   gt = np.zeros((50, 60), bool)
   gt[25, 5:55] = True
-  prob = np.clip(ndimage.gaussian_filter(gt.astype(float), 1.5) * 3 +
-                 0.1 * rng.random(gt.shape), 0, 1)
+  prob = np.clip(
+    ndimage.gaussian_filter(gt.astype(float), 1.5) * 3 + 0.1 * rng.random(gt.shape), 0, 1
+  )
   thr = boundaries.thresholds(5)
   np.testing.assert_array_equal(
-      boundaries.evaluate_image(prob, [gt], thr, nms=True),
-      boundaries.evaluate_image(boundaries.edge_nms(prob), [gt], thr))
+    boundaries.evaluate_image(prob, [gt], thr, nms=True),
+    boundaries.evaluate_image(boundaries.edge_nms(prob), [gt], thr),
+  )
 
 
 # ---------------------------------------------------------------- scores
 
 
 def test_thresholds_match_the_benchmark():
-  np.testing.assert_allclose(boundaries.thresholds(5),
-                             [1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6])
+  np.testing.assert_allclose(boundaries.thresholds(5), [1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6])
 
 
 def test_area_pr_hand_case():
@@ -346,14 +340,13 @@ def test_area_pr_hand_case():
   precision = 1.1 - recall
   expected = sum(1.1 - k / 100 for k in range(20, 81)) * 0.01
   assert boundaries.area_pr(recall, precision) == pytest.approx(expected)
-  assert boundaries.area_pr(np.array([0.3, 0.3]), np.array([1., .5])) == 0
+  assert boundaries.area_pr(np.array([0.3, 0.3]), np.array([1.0, 0.5])) == 0
 
 
 def test_max_f_interpolates_between_thresholds():
   thr = np.array([0.25, 0.75])
   # At d the curve is (r, p) = (0.9 - 0.8 d, 0.1 + 0.8 d): F peaks at d = .5.
-  t, r, p, f = boundaries.max_f(thr, np.array([0.9, 0.1]),
-                                np.array([0.1, 0.9]))
+  t, r, p, f = boundaries.max_f(thr, np.array([0.9, 0.1]), np.array([0.1, 0.9]))
   assert f == pytest.approx(0.5, abs=1e-4)
   assert t == pytest.approx(0.5, abs=0.01)
   assert r == pytest.approx(p, abs=0.02)
@@ -364,8 +357,7 @@ def test_precision_counts_the_union_and_recall_sums_annotators():
   machine = _hline(shape, 10, 0, 40) | _hline(shape, 30, 0, 40)
   gt1 = _hline(shape, 10, 0, 40)  # matches the first machine line
   gt2 = _hline(shape, 30, 0, 20)  # half of the second one
-  counts = boundaries.evaluate_image(machine.astype(float), [gt1, gt2],
-                                     np.array([0.5]))
+  counts = boundaries.evaluate_image(machine.astype(float), [gt1, gt2], np.array([0.5]))
   cnt_r, sum_r, cnt_p, sum_p = counts[0]
   assert (sum_r, cnt_r) == (60, 60)
   assert (sum_p, cnt_p) == (80, 60)
@@ -379,51 +371,70 @@ def _read_table(path):
 
 
 def test_reproduces_the_official_benchmark_numbers(test_data_dir, tmp_path):
-  bench = os.path.join(test_data_dir, 'bsds_bench')
-  out = tmp_path / 'results.json'
-  results = eval_boundaries.main([
-      '--pred-dir', os.path.join(bench, 'png'),
-      '--gt-dir', os.path.join(bench, 'groundTruth'),
-      '--thresholds', '5', '--workers', '1', '--out', str(out)])
-  ref = os.path.join(bench, 'test_2')
+  bench = os.path.join(test_data_dir, "bsds_bench")
+  out = tmp_path / "results.json"
+  results = eval_boundaries.main(
+    [
+      "--pred-dir",
+      os.path.join(bench, "png"),
+      "--gt-dir",
+      os.path.join(bench, "groundTruth"),
+      "--thresholds",
+      "5",
+      "--workers",
+      "1",
+      "--out",
+      str(out),
+    ]
+  )
+  ref = os.path.join(bench, "test_2")
   # Dataset-level numbers (ODS, OIS, AP, the per-threshold curve).
-  for name in ('eval_bdry.txt', 'eval_bdry_thr.txt'):
-    np.testing.assert_allclose(_read_table(tmp_path / name),
-                               _read_table(os.path.join(ref, name)),
-                               atol=1e-3, rtol=0, err_msg=name)
+  for name in ("eval_bdry.txt", "eval_bdry_thr.txt"):
+    np.testing.assert_allclose(
+      _read_table(tmp_path / name),
+      _read_table(os.path.join(ref, name)),
+      atol=1e-3,
+      rtol=0,
+      err_msg=name,
+    )
   # Per image. The official matcher solves a graph with random outlier edges
   # whose generator is seeded from the clock (BSDS Random.cc: `Random::rand`
   # is built with reseed(0) -> gettimeofday), so its per-image counts vary by
   # a few pixels between runs and cannot be reproduced exactly; the optimum
   # is 3 of 2808 machine pixels (1.07e-3) off in one image's precision.
-  np.testing.assert_allclose(_read_table(tmp_path / 'eval_bdry_img.txt'),
-                             _read_table(os.path.join(ref, 'eval_bdry_img.txt')),
-                             atol=1.2e-3, rtol=0)
+  np.testing.assert_allclose(
+    _read_table(tmp_path / "eval_bdry_img.txt"),
+    _read_table(os.path.join(ref, "eval_bdry_img.txt")),
+    atol=1.2e-3,
+    rtol=0,
+  )
   with open(out) as f:
     saved = json.load(f)
-  for key in ('ods_threshold', 'ods_f', 'ois_f', 'ap', 'ods_recall',
-              'ods_precision'):
+  for key in ("ods_threshold", "ods_f", "ois_f", "ap", "ods_recall", "ods_precision"):
     assert isinstance(saved[key], float) and saved[key] == results[key]
-  assert saved['ods_f'] == pytest.approx(0.704628, abs=1e-3)
-  assert (tmp_path / 'pr_curve.png').exists()
+  assert saved["ods_f"] == pytest.approx(0.704628, abs=1e-3)
+  assert (tmp_path / "pr_curve.png").exists()
 
 
-def test_official_counts_lie_within_the_emulated_matchers_spread(
-    test_data_dir):
+def test_official_counts_lie_within_the_emulated_matchers_spread(test_data_dir):
   # Image 1 at t = 1/6, where the optimum differs from the official tables:
   # official 9248 annotator and 2492 machine pixels matched, optimum 9251 and
   # 2489. Different draws of match.cc's random graph cover the official pair.
-  bench = os.path.join(test_data_dir, 'bsds_bench')
+  bench = os.path.join(test_data_dir, "bsds_bench")
   preds, gts = eval_boundaries.load_dataset(
-      os.path.join(bench, 'png'), os.path.join(bench, 'groundTruth'))
+    os.path.join(bench, "png"), os.path.join(bench, "groundTruth")
+  )
   image = sorted(gts)[0]
-  ref = _read_table(os.path.join(bench, 'test_2', 'eval_bdry_img.txt'))[0]
+  ref = _read_table(os.path.join(bench, "test_2", "eval_bdry_img.txt"))[0]
   optimum = boundaries.evaluate_image(preds[image], gts[image], [1 / 6])[0]
   official = (round(ref[2] * optimum[1]), round(ref[3] * optimum[3]))
   assert official == (9248, 2492) and optimum[0] > official[0]
-  draws = np.array([boundaries.evaluate_image(
-      preds[image], gts[image], [1 / 6], matcher='official', seed=s)[0]
-                    for s in range(8)])
+  draws = np.array(
+    [
+      boundaries.evaluate_image(preds[image], gts[image], [1 / 6], matcher="official", seed=s)[0]
+      for s in range(8)
+    ]
+  )
   assert (draws[:, 0] <= optimum[0]).all()
   assert draws[:, 0].min() <= official[0] <= draws[:, 0].max()
   assert draws[:, 2].min() <= official[1] <= draws[:, 2].max()
@@ -437,12 +448,12 @@ def test_parallel_workers_give_the_same_scores():
     gt = np.zeros((40, 50), bool)
     gt[10 + 5 * k, 5:45] = True
     gt[5:35, 20 + k] = True
-    preds[f'im{k}'] = np.clip(ndimage.gaussian_filter(gt * 1.0, 1.0) * 2 +
-                              0.2 * rng.random(gt.shape), 0, 1)
-    gts[f'im{k}'] = [gt, np.roll(gt, 1, axis=1)]
+    preds[f"im{k}"] = np.clip(
+      ndimage.gaussian_filter(gt * 1.0, 1.0) * 2 + 0.2 * rng.random(gt.shape), 0, 1
+    )
+    gts[f"im{k}"] = [gt, np.roll(gt, 1, axis=1)]
   one = boundaries.evaluate_boundaries(preds, gts, num_thresholds=9)
-  two = boundaries.evaluate_boundaries(preds, gts, num_thresholds=9,
-                                       workers=2)
+  two = boundaries.evaluate_boundaries(preds, gts, num_thresholds=9, workers=2)
   np.testing.assert_array_equal(one.counts, two.counts)
   assert one.summary() == two.summary()
   assert 0 < one.ods_f <= 1 and one.ois_f >= one.ods_f - 1e-12
@@ -451,60 +462,70 @@ def test_parallel_workers_give_the_same_scores():
 # ---------------------------------------------------------------- bad input
 
 
-def _write_case(tmp_path, shape=(12, 16), png_shape=None, ids=('a', 'b')):
-  pred_dir = tmp_path / 'pred'
-  gt_dir = tmp_path / 'gt'
+def _write_case(tmp_path, shape=(12, 16), png_shape=None, ids=("a", "b")):
+  pred_dir = tmp_path / "pred"
+  gt_dir = tmp_path / "gt"
   pred_dir.mkdir()
   gt_dir.mkdir()
   for i in ids:
     cell = np.empty((1, 1), dtype=object)
     bnd = np.zeros(shape, np.uint8)
     bnd[shape[0] // 2] = 1
-    cell[0, 0] = {'Segmentation': np.ones(shape, np.uint16), 'Boundaries': bnd}
-    scipy.io.savemat(gt_dir / f'{i}.mat', {'groundTruth': cell})
-    Image.fromarray((bnd * 200).astype(np.uint8)).resize(
-        (png_shape or shape)[::-1]).save(pred_dir / f'{i}.png')
+    cell[0, 0] = {"Segmentation": np.ones(shape, np.uint16), "Boundaries": bnd}
+    scipy.io.savemat(gt_dir / f"{i}.mat", {"groundTruth": cell})
+    Image.fromarray((bnd * 200).astype(np.uint8)).resize((png_shape or shape)[::-1]).save(
+      pred_dir / f"{i}.png"
+    )
   return pred_dir, gt_dir
 
 
 def _run(pred_dir, gt_dir, tmp_path):
-  return eval_boundaries.main(['--pred-dir', str(pred_dir), '--gt-dir',
-                               str(gt_dir), '--thresholds', '3',
-                               '--out', str(tmp_path / 'r.json')])
+  return eval_boundaries.main(
+    [
+      "--pred-dir",
+      str(pred_dir),
+      "--gt-dir",
+      str(gt_dir),
+      "--thresholds",
+      "3",
+      "--out",
+      str(tmp_path / "r.json"),
+    ]
+  )
 
 
 def test_cli_scores_a_perfect_prediction(tmp_path):
   pred_dir, gt_dir = _write_case(tmp_path)
   results = _run(pred_dir, gt_dir, tmp_path)
-  assert results['ods_f'] == pytest.approx(1.0)
-  assert results['ois_f'] == pytest.approx(1.0)
+  assert results["ods_f"] == pytest.approx(1.0)
+  assert results["ois_f"] == pytest.approx(1.0)
 
 
 def test_missing_prediction_names_the_file(tmp_path):
   pred_dir, gt_dir = _write_case(tmp_path)
-  os.remove(pred_dir / 'b.png')
-  with pytest.raises(FileNotFoundError, match=r'b\.png'):
+  os.remove(pred_dir / "b.png")
+  with pytest.raises(FileNotFoundError, match=r"b\.png"):
     _run(pred_dir, gt_dir, tmp_path)
 
 
 def test_size_mismatch_names_both_files(tmp_path):
   pred_dir, gt_dir = _write_case(tmp_path, png_shape=(16, 12))
-  with pytest.raises(ValueError, match=r'size mismatch: .*a\.png.*a\.mat'):
+  with pytest.raises(ValueError, match=r"size mismatch: .*a\.png.*a\.mat"):
     _run(pred_dir, gt_dir, tmp_path)
 
 
 def test_unreadable_mat_names_the_file(tmp_path):
   pred_dir, gt_dir = _write_case(tmp_path)
-  (gt_dir / 'b.mat').write_bytes(b'not a mat file')
-  with pytest.raises(ValueError, match=r'b\.mat'):
+  (gt_dir / "b.mat").write_bytes(b"not a mat file")
+  with pytest.raises(ValueError, match=r"b\.mat"):
     _run(pred_dir, gt_dir, tmp_path)
 
 
 def test_api_rejects_missing_and_out_of_range_predictions():
-  gt = {'x': [np.eye(5, dtype=bool)]}
-  with pytest.raises(KeyError, match='x'):
+  gt = {"x": [np.eye(5, dtype=bool)]}
+  with pytest.raises(KeyError, match="x"):
     boundaries.evaluate_boundaries({}, gt)
-  with pytest.raises(ValueError, match='probabilities'):
-    boundaries.evaluate_boundaries({'x': np.full((5, 5), 2.0)}, gt)
-  with pytest.raises(ValueError, match='shape'):
-    boundaries.evaluate_boundaries({'x': np.zeros((4, 5))}, gt)
+  with pytest.raises(ValueError, match="probabilities"):
+    boundaries.evaluate_boundaries({"x": np.full((5, 5), 2.0)}, gt)
+  with pytest.raises(ValueError, match="shape"):
+    boundaries.evaluate_boundaries({"x": np.zeros((4, 5))}, gt)

@@ -83,7 +83,8 @@ def test_config_reads_the_data_folder_from_the_environment(monkeypatch, tmp_path
   assert c.model.trunk == "vgg" and c.model.trunks.vgg.fc is False
   # A tap in every stage, the finest included.
   assert {t.split("_")[0] for t in c.model.taps} == {
-      f"conv{s + 1}" for s in range(len(c.model.trunks.vgg.stage_widths))}
+    f"conv{s + 1}" for s in range(len(c.model.trunks.vgg.stage_widths))
+  }
   task, crop = config_base.validate_config(c, 1)
   assert task.soft and crop == (c.crop_size, c.crop_size)
 
@@ -124,9 +125,9 @@ def test_train_predict_and_benchmark_end_to_end(monkeypatch, manual_dir, tmp_pat
   state = summary["state"]
   model = models.create_model(config.model, config_base.validate_config(config, 1)[0].num_outputs)
   image = jnp.asarray(bsds500_normalized(example["image"]))[None]
-  logits = jax.jit(lambda v, x: model.apply(v, x, method=PixelNet.predict_dense,
-                                            chunk_size=png.shape[1]))(
-      {"params": state.params, "batch_stats": state.batch_stats}, image)
+  logits = jax.jit(
+    lambda v, x: model.apply(v, x, method=PixelNet.predict_dense, chunk_size=png.shape[1])
+  )({"params": state.params, "batch_stats": state.batch_stats}, image)
   expected = np.asarray(jax.nn.sigmoid(logits[0, ..., 0])) * 255.0
   assert np.max(np.abs(png.astype(np.float64) - expected)) <= 0.5 + 1e-3
   assert png.std() > 0  # a map, not a constant
@@ -134,8 +135,19 @@ def test_train_predict_and_benchmark_end_to_end(monkeypatch, manual_dir, tmp_pat
   results_path = tmp_path / "bench" / "results.json"
   results_path.parent.mkdir()
   gt_dir = manual_dir / "BSR/BSDS500/data/groundTruth/val"
-  results = eval_boundaries.main(["--pred-dir", str(out_dir), "--gt-dir", str(gt_dir),
-                                  "--thresholds", "5", "--nms", "--out", str(results_path)])
+  results = eval_boundaries.main(
+    [
+      "--pred-dir",
+      str(out_dir),
+      "--gt-dir",
+      str(gt_dir),
+      "--thresholds",
+      "5",
+      "--nms",
+      "--out",
+      str(results_path),
+    ]
+  )
   assert results["num_images"] == 1 and results["nms"] is True
   with open(results_path) as f:
     assert json.load(f)["ods_f"] == pytest.approx(results["ods_f"])
@@ -147,6 +159,7 @@ def test_train_predict_and_benchmark_end_to_end(monkeypatch, manual_dir, tmp_pat
 
 def bsds500_normalized(image):
   from pixelnet_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+
   return pipeline.normalize_image(image)
 
 

@@ -7,12 +7,10 @@ import shutil
 import sys
 
 import numpy as np
-from PIL import Image
 import pytest
+from PIL import Image
 
-from pixelnet_jax.data import camvid
-from pixelnet_jax.data import readers
-from pixelnet_jax.data import registry
+from pixelnet_jax.data import camvid, readers, registry
 
 
 @pytest.fixture
@@ -31,7 +29,7 @@ def _tiny_manual_dir(camvid_dir, target, per_split=2):
       (target / "CamVid" / sub).mkdir(parents=True, exist_ok=True)
     for line in lines:
       for listed in line.split():
-        rel = listed[len("/SegNet/"):]
+        rel = listed[len("/SegNet/") :]
         os.symlink(camvid_dir / rel, target / rel)
     (target / "CamVid" / f"{split}.txt").write_text("\n".join(lines) + "\n")
   return target
@@ -44,7 +42,7 @@ def _copy_pair(camvid_dir, target):
     (target / "CamVid" / sub).mkdir(parents=True, exist_ok=True)
   paths = []
   for listed in line.split():
-    rel = listed[len("/SegNet/"):]
+    rel = listed[len("/SegNet/") :]
     shutil.copy(camvid_dir / rel, target / rel)
     paths.append(target / rel)
   (target / "CamVid" / "train.txt").write_text(line + "\n")
@@ -104,8 +102,9 @@ def test_tfds_equals_folder(camvid_dir, tmp_path):
 
 
 def test_registry_folder_backend(camvid_dir):
-  source = registry.get_source("camvid", "train",
-                               {"manual_dir": str(camvid_dir), "backend": "folder"})
+  source = registry.get_source(
+    "camvid", "train", {"manual_dir": str(camvid_dir), "backend": "folder"}
+  )
   assert len(source) == 367 and source[0]["label"].shape == (360, 480)
 
 

@@ -25,8 +25,10 @@ def _numpy_read(fmap, points, stride_rc):
     r0, c0 = int(np.floor(tr)), int(np.floor(tc))
     r1, c1 = min(r0 + 1, h - 1), min(c0 + 1, w - 1)
     ar, ac = tr - r0, tc - c0
-    out.append((1 - ar) * ((1 - ac) * fmap[r0, c0] + ac * fmap[r0, c1])
-               + ar * ((1 - ac) * fmap[r1, c0] + ac * fmap[r1, c1]))
+    out.append(
+      (1 - ar) * ((1 - ac) * fmap[r0, c0] + ac * fmap[r0, c1])
+      + ar * ((1 - ac) * fmap[r1, c0] + ac * fmap[r1, c1])
+    )
   return np.stack(out)
 
 
@@ -46,7 +48,8 @@ def test_hypercolumn_matches_dense_resize(image_size, rounding):
   maps = _tap_maps(height, width, lambda v: int(rounding(v)))
   got = hypercolumn.hypercolumn(maps, _grid(height, width), image_size)
   want = jnp.concatenate(
-      [jax.image.resize(m, (height, width, m.shape[-1]), "linear") for m in maps], -1)
+    [jax.image.resize(m, (height, width, m.shape[-1]), "linear") for m in maps], -1
+  )
   np.testing.assert_allclose(got, want.reshape(height * width, -1), atol=1e-5)
 
 
@@ -54,14 +57,21 @@ def test_hypercolumn_matches_float64_resize_weights_on_large_odd_image():
   """At 225 x 301, jax.image.resize's own float32 einsum drifts by ~4e-5 on CPU, so
   the dense reference here applies resize's separable weights in float64."""
   from jax._src.image import scale as jax_scale  # The weights resize itself uses.
+
   height, width = 225, 301
   maps = _tap_maps(height, width, lambda v: int(np.ceil(v)))
   got = hypercolumn.hypercolumn(maps, _grid(height, width), (height, width))
   wants = []
   for m in maps:
-    weights = [np.asarray(jax_scale.compute_weight_mat(
-        n_in, n_out, n_out / n_in, 0.0, jax_scale._fill_triangle_kernel, False, False, None),
-        np.float64) for n_in, n_out in [(m.shape[0], height), (m.shape[1], width)]]
+    weights = [
+      np.asarray(
+        jax_scale.compute_weight_mat(
+          n_in, n_out, n_out / n_in, 0.0, jax_scale._fill_triangle_kernel, False, False, None
+        ),
+        np.float64,
+      )
+      for n_in, n_out in [(m.shape[0], height), (m.shape[1], width)]
+    ]
     wants.append(np.einsum("hwc,hH,wW->HWc", np.asarray(m, np.float64), *weights, optimize=True))
   want = np.concatenate(wants, -1).reshape(height * width, -1)
   np.testing.assert_allclose(got, want, atol=1e-5)
@@ -111,7 +121,9 @@ def test_gradients_flow_into_every_map():
 
 def test_jit_vmap_and_pmap():
   rng = np.random.default_rng(3)
-  maps = [jnp.asarray(rng.normal(size=shape), jnp.float32) for shape in [(5, 8, 8, 4), (5, 2, 2, 6)]]
+  maps = [
+    jnp.asarray(rng.normal(size=shape), jnp.float32) for shape in [(5, 8, 8, 4), (5, 2, 2, 6)]
+  ]
   points = jnp.asarray(rng.uniform(0, 32, size=(5, 11, 2)), jnp.float32)
   fn = lambda ms, p: hypercolumn.hypercolumn(ms, p, (32, 32))
   batched = jax.jit(jax.vmap(fn))(maps, points)

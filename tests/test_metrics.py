@@ -89,8 +89,9 @@ def test_confusion_matrices_of_batches_add_up_to_the_split():
   label[label == 4] = 255
   pred = rng.integers(0, 5, label.shape)
   whole = segmentation.confusion_matrix(pred, label, 5)
-  parts = sum(segmentation.confusion_matrix(pred[i:i + 2], label[i:i + 2], 5)
-              for i in range(0, 6, 2))
+  parts = sum(
+    segmentation.confusion_matrix(pred[i : i + 2], label[i : i + 2], 5) for i in range(0, 6, 2)
+  )
   np.testing.assert_array_equal(parts, whole)
 
 
@@ -142,8 +143,9 @@ def test_angular_errors_match_atan2_on_random_unnormalised_vectors():
 
 
 def test_angular_errors_hand_computed_and_invalid_or_zero_vectors():
-  pred = np.array([[1, 0, 0], [1, 1, 0], [-1, 0, 0], [0, 0, 5], [0, 0, 0], [np.nan, 0, 0]],
-                  np.float32)
+  pred = np.array(
+    [[1, 0, 0], [1, 1, 0], [-1, 0, 0], [0, 0, 5], [0, 0, 0], [np.nan, 0, 0]], np.float32
+  )
   gt = np.array([[0, 2, 0], [1, 0, 0], [3, 0, 0], [0, 0, 1], [0, 1, 0], [0, 1, 0]], np.float32)
   valid = np.array([True, True, True, True, True, False])  # The NaN pixel is invalid.
   errors = normals.angular_errors(pred, gt, valid)

@@ -12,8 +12,14 @@ from pixelnet_jax import models
 from pixelnet_jax.models import PixelNet
 
 # A tiny member of the family with every kind of layer: 5 stages and fc6/fc7.
-TINY = dict(trunk="vgg", stage_widths=(4, 6, 8, 8, 8), convs_per_stage=(1, 2, 1, 1, 2), fc=True,
-            fc_width=12, widths=(16, 8))
+TINY = dict(
+  trunk="vgg",
+  stage_widths=(4, 6, 8, 8, 8),
+  convs_per_stage=(1, 2, 1, 1, 2),
+  fc=True,
+  fc_width=12,
+  widths=(16, 8),
+)
 
 
 def _config(**overrides):
@@ -79,7 +85,7 @@ def _numpy_init(module, *init_args, seed=0):
   return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tiny_variables(head):
   """Variables of the TINY model with K outputs; they fit every image size."""
   return _numpy_init(models.create_model(_config(head=head), num_outputs=K))
@@ -89,8 +95,9 @@ def _tiny_variables(head):
 def _apply(model, variables, images, points, train=False, key=None):
   """Sampled prediction; in training also returns the batch_stats updates."""
   if train:
-    return model.apply(variables, images, points, train=True, rngs={"dropout": key},
-                       mutable=["batch_stats"])
+    return model.apply(
+      variables, images, points, train=True, rngs={"dropout": key}, mutable=["batch_stats"]
+    )
   return model.apply(variables, images, points)
 
 
@@ -117,8 +124,17 @@ def test_trunk_maps_use_ceil_sizes_and_tap_channels():
   spec = models.build_trunk(c.trunk, c.trunks).spec
   assert spec.stage_widths == (8, 12, 16, 16, 16) and spec.fc_width == 24
   taps = spec.tap_names
-  assert taps == ("conv1_1", "conv2_1", "conv2_2", "conv3_1", "conv4_1", "conv5_1", "conv5_2",
-                  "fc6", "fc7")
+  assert taps == (
+    "conv1_1",
+    "conv2_1",
+    "conv2_2",
+    "conv3_1",
+    "conv4_1",
+    "conv5_1",
+    "conv5_2",
+    "fc6",
+    "fc7",
+  )
   trunk = models.VGG(spec=spec, taps=taps)
   h, w = 45, 70
   x = _images(0, 2, h, w)
@@ -151,20 +167,32 @@ def test_pre_relu_taps_are_post_relu_taps_before_the_relu():
 
 def test_trunk_is_built_only_up_to_the_deepest_tap():
   model = models.create_model(_config(taps=("conv1_1", "conv3_1")), num_outputs=2)
-  shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 16, 16, 3)),
-                          jnp.zeros((1, 4, 2)))
+  shapes = jax.eval_shape(
+    model.init, jax.random.key(0), jnp.zeros((1, 16, 16, 3)), jnp.zeros((1, 4, 2))
+  )
   assert sorted(k for k in shapes["params"]["trunk"] if not k.endswith("_bn")) == [
-      "conv1_1", "conv2_1", "conv2_2", "conv3_1"]
+    "conv1_1",
+    "conv2_1",
+    "conv2_2",
+    "conv3_1",
+  ]
 
 
-@pytest.mark.parametrize("head,fc,activation", [
-    ("mlp", True, "post"), ("mlp", False, "pre"), ("linear", True, "pre"),
-    ("linear", False, "post")])
+@pytest.mark.parametrize(
+  "head,fc,activation",
+  [
+    ("mlp", True, "post"),
+    ("mlp", False, "pre"),
+    ("linear", True, "pre"),
+    ("linear", False, "post"),
+  ],
+)
 def test_sampled_outputs_have_shape_b_n_k(head, fc, activation):
   taps = ("conv1_1", "conv2_2", "conv5_2") + (("fc7",) if fc else ())
   model = models.create_model(
-      _config(head=head, fc=fc, tap_activation=activation, taps=taps,
-              hypercolumn_dropout=0.2), num_outputs=3)
+    _config(head=head, fc=fc, tap_activation=activation, taps=taps, hypercolumn_dropout=0.2),
+    num_outputs=3,
+  )
   x = _images(0, 2, 21, 26)
   pts = _points(1, 2, 7, 20.0)
   variables = _numpy_init(model)
@@ -188,8 +216,9 @@ def test_default_config_is_the_paper_model():
 def test_vgg16_parameter_count_matches_analytic_count():
   k = 21
   model = models.create_model(models.default_model_config(), num_outputs=k)
-  shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)),
-                          jnp.zeros((1, 4, 2)))
+  shapes = jax.eval_shape(
+    model.init, jax.random.key(0), jnp.zeros((1, 64, 64, 3)), jnp.zeros((1, 4, 2))
+  )
   count = lambda tree: sum(int(np.prod(a.shape)) for a in jax.tree_util.tree_leaves(tree))
 
   # conv: k*k*cin*cout weights + cout bias + 2*cout BN scale/offset; BN stats 2*cout.
@@ -214,9 +243,13 @@ def test_vgg16_parameter_count_matches_analytic_count():
   assert set(shapes) == {"params", "batch_stats"}
 
 
-@pytest.mark.parametrize("head,chunks", [
+@pytest.mark.parametrize(
+  "head,chunks",
+  [
     ("mlp", (19, 50, None)),  # divides 247; pads the last chunk; the default exceeds 247
-    ("linear", (50,))])
+    ("linear", (50,)),
+  ],
+)
 def test_dense_prediction_equals_sampled_prediction_at_every_pixel(head, chunks):
   model = models.create_model(_config(head=head), num_outputs=K)
   x = _images(0, B, H, W)
@@ -237,8 +270,7 @@ def test_dense_prediction_is_the_head_on_linearly_resized_maps():
   x = _images(4, 1, h, w)
   variables = _tiny_variables("mlp")
   maps = model.apply(variables, x, method=PixelNet.feature_maps)
-  resized = [jax.image.resize(maps[t], (1, h, w, maps[t].shape[-1]), "linear")
-             for t in model.taps]
+  resized = [jax.image.resize(maps[t], (1, h, w, maps[t].shape[-1]), "linear") for t in model.taps]
   head = models.MLPHead(tap_names=model.taps, num_outputs=K, widths=model.head.widths)
   expected = head.apply({"params": variables["params"]["head"]}, resized)
   dense = _dense(model, variables, x, chunk_size=300)
@@ -250,7 +282,7 @@ def test_taps_are_read_with_stride_two_to_the_pools_at_any_image_size():
   x = _images(5, B, H, W)  # 13 x 19: no stride divides it, so H / h would misplace reads
   maps = model.apply(_tiny_variables("mlp"), x, method=PixelNet.feature_maps)
   for tap in ("conv2_2", "conv3_1", "conv5_2", "fc7"):
-    stride = 2**model.spec.tap_num_pools(tap)
+    stride = 2 ** model.spec.tap_num_pools(tap)
     fm = maps[tap]
     rows, cols = np.meshgrid(np.arange(fm.shape[1]), np.arange(fm.shape[2]), indexing="ij")
     centres = np.stack([rows.ravel(), cols.ravel()], -1) * stride + (stride - 1) / 2
@@ -277,8 +309,14 @@ def test_gradients_reach_every_trunk_layer_from_sampled_points():
   variables = _tiny_variables("mlp")
 
   def loss(params):
-    out, _ = model.apply({**variables, "params": params}, x, pts, train=True,
-                         rngs={"dropout": jax.random.key(3)}, mutable=["batch_stats"])
+    out, _ = model.apply(
+      {**variables, "params": params},
+      x,
+      pts,
+      train=True,
+      rngs={"dropout": jax.random.key(3)},
+      mutable=["batch_stats"],
+    )
     return jnp.mean(jnp.square(out - 1.0))
 
   grads = jax.jit(jax.grad(loss))(variables["params"])
@@ -315,12 +353,17 @@ def test_dropout_is_random_in_training_and_off_in_eval():
   # In eval the output does not depend on the dropout rates.
   other = models.create_model(_config(head="mlp"), num_outputs=K)
   assert (other.head.dropout, other.head.hypercolumn_dropout) != (
-      model.head.dropout, model.head.hypercolumn_dropout)
-  np.testing.assert_allclose(_apply(model, variables, x, pts),
-                             _apply(other, variables, x, pts), atol=1e-6)
+    model.head.dropout,
+    model.head.hypercolumn_dropout,
+  )
+  np.testing.assert_allclose(
+    _apply(model, variables, x, pts), _apply(other, variables, x, pts), atol=1e-6
+  )
 
 
-@pytest.mark.parametrize("overrides,match", [
+@pytest.mark.parametrize(
+  "overrides,match",
+  [
     (dict(taps=("conv1_1", "fc8")), r"'fc8'.*Available taps: conv1_1, conv2_1"),
     (dict(taps=("pool3",)), r"'pool3'.*Available taps"),
     (dict(fc=False, taps=("conv1_1", "fc7")), r"'fc7'.*no fc6/fc7.*Available taps: .*conv5_2\."),
@@ -332,7 +375,8 @@ def test_dropout_is_random_in_training_and_off_in_eval():
     (dict(trunk="vgg", stage_widths=None), r"config\.model\.trunks\.vgg\.stage_widths"),
     (dict(tap_activation="mid"), r"tap_activation"),
     (dict(dropout=1.0), r"config\.model\.heads\.mlp\.dropout"),
-])
+  ],
+)
 def test_invalid_configs_raise_clear_errors(overrides, match):
   with pytest.raises(ValueError, match=match):
     models.create_model(_config(**overrides), num_outputs=2)
@@ -354,8 +398,9 @@ def test_presets_and_width_multiplier():
   c.trunk = "vgg_small"
   model = models.create_model(c, num_outputs=2)
   assert model.spec == models.VGG_SMALL and "fc7" not in model.taps
-  assert model.taps == tuple(f"conv{s + 1}_{n}" for s, n in enumerate(
-      models.VGG_SMALL.convs_per_stage))
+  assert model.taps == tuple(
+    f"conv{s + 1}_{n}" for s, n in enumerate(models.VGG_SMALL.convs_per_stage)
+  )
 
 
 def test_batchnorm_statistics_are_averaged_over_pmap_axis():
@@ -374,9 +419,10 @@ def test_batchnorm_statistics_are_averaged_over_pmap_axis():
 
   devices = jax.local_devices()[:B]  # one image per device
   out, upd = jax.pmap(step, axis_name="batch", in_axes=(None, 0, 0), devices=devices)(
-      variables, x[:, None], pts[:, None])
+    variables, x[:, None], pts[:, None]
+  )
   np.testing.assert_allclose(out[:, 0], expected, atol=1e-4, rtol=1e-4)
   jax.tree_util.tree_map(
-      lambda a, b: np.testing.assert_allclose(a[0], b, atol=1e-5, rtol=1e-4),
-      upd, expected_upd)
+    lambda a, b: np.testing.assert_allclose(a[0], b, atol=1e-5, rtol=1e-4), upd, expected_upd
+  )
   jax.tree_util.tree_map(lambda a: np.testing.assert_array_equal(a[0], a[1]), upd)

@@ -7,13 +7,10 @@ import shutil
 import sys
 
 import numpy as np
-from PIL import Image
 import pytest
+from PIL import Image
 
-from pixelnet_jax.data import nyuv2
-from pixelnet_jax.data import pipeline
-from pixelnet_jax.data import readers
-from pixelnet_jax.data import registry
+from pixelnet_jax.data import nyuv2, pipeline, readers, registry
 from pixelnet_jax.tasks.normals import mirror_normals
 
 FLOOR, CEILING = 4, 2  # MTAN's 13-class labels
@@ -68,8 +65,7 @@ def test_camera_convention_on_floor_and_ceiling(mtan_dir):
 def test_horizontal_flip_negates_image_right(mtan_dir):
   ex = nyuv2.folder_source("test", mtan_dir)[0]
   specs = {"normals": pipeline.LabelSpec(0.0, hflip=mirror_normals)}  # the normals task's
-  flipped = pipeline.horizontal_flip(
-      pipeline.select_keys(ex, ("normals", "normals_valid")), specs)
+  flipped = pipeline.horizontal_flip(pipeline.select_keys(ex, ("normals", "normals_valid")), specs)
   np.testing.assert_array_equal(flipped["normals"][..., 0], -ex["normals"][:, ::-1, 0])
   np.testing.assert_array_equal(flipped["normals"][..., 1:], ex["normals"][:, ::-1, 1:])
   np.testing.assert_array_equal(flipped["normals_valid"], ex["normals_valid"][:, ::-1])
@@ -107,8 +103,9 @@ def test_tfds_equals_folder(mtan_dir, tmp_path):
 
 
 def test_registry_folder_backend(mtan_dir):
-  source = registry.get_source("nyuv2_normals", "test",
-                               {"manual_dir": str(mtan_dir), "backend": "folder"})
+  source = registry.get_source(
+    "nyuv2_normals", "test", {"manual_dir": str(mtan_dir), "backend": "folder"}
+  )
   assert len(source) == 8 and source[0]["normals"].shape == (288, 384, 3)
 
 
@@ -118,8 +115,11 @@ def _png_layout(mtan_dir, target):
     for sub in ("img", "norm"):
       (target / split / sub).mkdir(parents=True)
     for i in range(2):
-      ex = nyuv2.load_example(nyuv2.Record("x", mtan_dir / folder / "image" / f"{i}.npy",
-                                           mtan_dir / folder / "normal" / f"{i}.npy"))
+      ex = nyuv2.load_example(
+        nyuv2.Record(
+          "x", mtan_dir / folder / "image" / f"{i}.npy", mtan_dir / folder / "normal" / f"{i}.npy"
+        )
+      )
       encoded = np.clip(np.round((ex["normals"] + 1) * 127.5), 1, 255).astype(np.uint8)
       encoded[~ex["normals_valid"]] = 0
       Image.fromarray(ex["image"]).save(target / split / "img" / f"{i:06d}.png")
@@ -139,8 +139,9 @@ def test_png_layout(mtan_dir, tmp_path):
   expected /= np.linalg.norm(expected, axis=-1, keepdims=True).clip(1e-12)
   np.testing.assert_array_equal(ex["normals_valid"], valid)
   np.testing.assert_allclose(ex["normals"][valid], expected[valid], atol=1e-6)
-  np.testing.assert_array_equal(ex["image"], np.asarray(Image.open(root / "test" / "img"
-                                                                   / "000001.png")))
+  np.testing.assert_array_equal(
+    ex["image"], np.asarray(Image.open(root / "test" / "img" / "000001.png"))
+  )
   reference = nyuv2.folder_source("test", mtan_dir)[1]["normals"]
   assert np.abs(ex["normals"] - reference)[valid].max() < 0.02
   data_dir = tmp_path / "tfds"

@@ -7,13 +7,11 @@ import pickle
 import sys
 
 import numpy as np
-from PIL import Image
 import pytest
 import scipy.io
+from PIL import Image
 
-from pixelnet_jax.data import pascal_context
-from pixelnet_jax.data import readers
-from pixelnet_jax.data import registry
+from pixelnet_jax.data import pascal_context, readers, registry
 
 IDS = {"train": ("2008_000051",), "val": ("2008_000195", "2007_000129")}
 
@@ -50,10 +48,16 @@ def _label_map(h, w, full, seed):
 def manual(lists_dir, test_data_dir, tmp_path):
   """tmp manual dir: VOC2010 JPEGs (from the samples), trainval/*.mat, lists, class lists."""
   data = pathlib.Path(test_data_dir)
-  jpegs = {"2008_000051": data / "sbd_sample" / "img" / "2008_000051.jpg",
-           "2008_000195": data / "sbd_sample" / "img" / "2008_000195.jpg",
-           "2007_000129": data / "voc2012_sample" / "VOCdevkit" / "VOC2012" / "JPEGImages"
-                          / "2007_000129.jpg"}
+  jpegs = {
+    "2008_000051": data / "sbd_sample" / "img" / "2008_000051.jpg",
+    "2008_000195": data / "sbd_sample" / "img" / "2008_000195.jpg",
+    "2007_000129": data
+    / "voc2012_sample"
+    / "VOCdevkit"
+    / "VOC2012"
+    / "JPEGImages"
+    / "2007_000129.jpg",
+  }
   root = tmp_path / "manual"
   images = root / "VOCdevkit" / "VOC2010" / "JPEGImages"
   images.mkdir(parents=True)
@@ -62,8 +66,9 @@ def manual(lists_dir, test_data_dir, tmp_path):
   for seed, (example_id, path) in enumerate(sorted(jpegs.items())):
     os.symlink(path, images / f"{example_id}.jpg")
     h, w = np.asarray(Image.open(path)).shape[:2]
-    scipy.io.savemat(root / "trainval" / f"{example_id}.mat",
-                     {"LabelMap": _label_map(h, w, full, seed)})
+    scipy.io.savemat(
+      root / "trainval" / f"{example_id}.mat", {"LabelMap": _label_map(h, w, full, seed)}
+    )
   for name in ("classes-400.txt", "classes-59.txt"):
     os.symlink(lists_dir / name, root / name)
   for split, ids in IDS.items():
@@ -74,8 +79,11 @@ def manual(lists_dir, test_data_dir, tmp_path):
 def _expected(label_map, lists_dir, background):
   """Independent mapping by names."""
   full = _full_ids(lists_dir)
-  task = [line.split(":", 1)[1].strip()
-          for line in (lists_dir / "classes-59.txt").read_text().splitlines() if line.strip()]
+  task = [
+    line.split(":", 1)[1].strip()
+    for line in (lists_dir / "classes-59.txt").read_text().splitlines()
+    if line.strip()
+  ]
   alias = {"diningtable": "table", "bedcloth": "bedclothes", "clothes": "cloth"}
   out = np.full(label_map.shape, 255 if background == "ignore" else 0, np.int32)
   for k in range(1, 60):
@@ -93,8 +101,9 @@ def test_labels_follow_the_59_class_protocol(manual, lists_dir, background):
     label_map = scipy.io.loadmat(manual / "trainval" / f"{ex['id']}.mat")["LabelMap"]
     assert ex["label"].dtype == np.int32 and ex["label"].shape == label_map.shape
     np.testing.assert_array_equal(ex["label"], _expected(label_map, lists_dir, background))
-    image = np.asarray(Image.open(manual / "VOCdevkit" / "VOC2010" / "JPEGImages"
-                                  / f"{ex['id']}.jpg"))
+    image = np.asarray(
+      Image.open(manual / "VOCdevkit" / "VOC2010" / "JPEGImages" / f"{ex['id']}.jpg")
+    )
     np.testing.assert_array_equal(ex["image"], image)
     first_row = [task[v] if v != 255 else None for v in ex["label"][0, :4]]
     bg = None if background == "ignore" else "background"
@@ -106,8 +115,10 @@ def test_labels_follow_the_59_class_protocol(manual, lists_dir, background):
 
 def test_sources_pickle(manual, tmp_path):
   """grain's worker processes receive the source pickled."""
-  for source in (pascal_context.folder_source("val", manual, "class"),
-                 pascal_context.tfds_source("val", tmp_path / "tfds", manual, "class")):
+  for source in (
+    pascal_context.folder_source("val", manual, "class"),
+    pascal_context.tfds_source("val", tmp_path / "tfds", manual, "class"),
+  ):
     copy = pickle.loads(pickle.dumps(source))
     np.testing.assert_array_equal(copy[1]["label"], source[1]["label"])
 
@@ -129,12 +140,18 @@ def test_tfds_equals_folder(manual, tmp_path):
 
 
 def test_registry(manual):
-  source = registry.get_source("pascal_context", "train", {
-      "manual_dir": str(manual), "backend": "folder", "background": "class"})
+  source = registry.get_source(
+    "pascal_context",
+    "train",
+    {"manual_dir": str(manual), "backend": "folder", "background": "class"},
+  )
   assert source[0]["label"].max() <= 59 and (source[0]["label"] != 255).all()
   with pytest.raises(ValueError, match="background"):
-    registry.get_source("pascal_context", "train", {
-        "manual_dir": str(manual), "backend": "folder", "background": "keep"})
+    registry.get_source(
+      "pascal_context",
+      "train",
+      {"manual_dir": str(manual), "backend": "folder", "background": "keep"},
+    )
 
 
 def test_split_list_falls_back_to_voc_main(manual):

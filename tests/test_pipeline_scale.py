@@ -16,16 +16,15 @@ def _example(h=H, w=W):
   normals /= np.linalg.norm(normals, axis=-1, keepdims=True)
   label = rng.choice(np.array([0, 1, 4, 255]), size=(h, w)).astype(np.int32)
   return {
-      "image": rng.integers(0, 256, size=(h, w, 3)).astype(np.uint8),
-      "label": label,
-      "code": (rows * 100 + cols).astype(np.int32),  # where each pixel came from
-      "normals": normals.astype(np.float32),
-      "normals_valid": (rows + cols) % 3 != 0,
+    "image": rng.integers(0, 256, size=(h, w, 3)).astype(np.uint8),
+    "label": label,
+    "code": (rows * 100 + cols).astype(np.int32),  # where each pixel came from
+    "normals": normals.astype(np.float32),
+    "normals_valid": (rows + cols) % 3 != 0,
   }
 
 
 class _ListSource:
-
   def __init__(self, examples):
     self._examples = examples
 
@@ -43,8 +42,9 @@ def test_scale_one_is_identity():
     assert out[key].dtype == ex[key].dtype
     np.testing.assert_array_equal(out[key], ex[key])
   # Inside augment, scale 1 only consumes one draw of the generator.
-  a = pipeline.augment(_example(), np.random.default_rng(3), crop_size=(16, 16),
-                       scale_range=(1.0, 1.0))
+  a = pipeline.augment(
+    _example(), np.random.default_rng(3), crop_size=(16, 16), scale_range=(1.0, 1.0)
+  )
   rng = np.random.default_rng(3)
   rng.uniform(1.0, 1.0)
   b = pipeline.augment(_example(), rng, crop_size=(16, 16))
@@ -82,16 +82,16 @@ def test_image_is_bilinear():
 
 def test_train_stream_with_scale():
   source = _ListSource([_example() for _ in range(3)])
-  it = pipeline.make_train_iterator(source, 2, (12, 14), seed=1, scale_range=(0.5, 1.5),
-                                    gain_range=None, num_threads=1, prefetch=1)
+  it = pipeline.make_train_iterator(
+    source, 2, (12, 14), seed=1, scale_range=(0.5, 1.5), gain_range=None, num_threads=1, prefetch=1
+  )
   for _ in range(3):
     batch = next(it)
     assert batch["image"].shape == (2, 12, 14, 3)
     valid = batch["valid"]
     assert set(np.unique(batch["label"][valid]).tolist()) <= {0, 1, 4, 255}
     rows, cols = batch["code"] // 100, batch["code"] % 100
-    np.testing.assert_array_equal(batch["normals_valid"][valid],
-                                  ((rows + cols) % 3 != 0)[valid])
+    np.testing.assert_array_equal(batch["normals_valid"][valid], ((rows + cols) % 3 != 0)[valid])
   with pytest.raises(ValueError, match="scale_range"):
     pipeline.train_dataset(source, 2, 12, seed=1, scale_range=(0.0, 1.0))
 

@@ -13,8 +13,10 @@ def _array_keys(example):
   return [k for k in KEYS if k != "id"]
 
 
-@pytest.mark.parametrize("image_size, hw", [
-    (64, (64, 64)), ((64, 100), (64, 100)), ((150, 80), (150, 80)), (224, (224, 224))])
+@pytest.mark.parametrize(
+  "image_size, hw",
+  [(64, (64, 64)), ((64, 100), (64, 100)), ((150, 80), (150, 80)), (224, (224, 224))],
+)
 def test_shapes_and_dtypes(image_size, hw):
   ex = ProceduralDataset("train", image_size, num_examples=3)[2]
   h, w = hw
@@ -41,9 +43,13 @@ def test_same_seed_gives_same_bytes_and_dataset_matches_generate():
 
 
 def test_indices_seeds_and_splits_give_different_scenes():
-  images = [generate(0, 0, 64, "train"), generate(0, 1, 64, "train"),
-            generate(1, 0, 64, "train"), generate(0, 0, 64, "validation"),
-            generate(0, 0, 64, "test")]
+  images = [
+    generate(0, 0, 64, "train"),
+    generate(0, 1, 64, "train"),
+    generate(1, 0, 64, "train"),
+    generate(0, 0, 64, "validation"),
+    generate(0, 0, 64, "test"),
+  ]
   for i in range(len(images)):
     for j in range(i + 1, len(images)):
       # Noise alone would differ a little; different scenes differ a lot.
@@ -62,12 +68,8 @@ def test_scene_does_not_depend_on_image_size():
 
 
 def test_label_edges_hand_case():
-  label = np.array([[0, 0, 1],
-                    [0, 0, 1],
-                    [2, 2, 2]])
-  expected = np.array([[0, 1, 1],
-                       [1, 1, 1],
-                       [1, 1, 1]], dtype=np.float32)
+  label = np.array([[0, 0, 1], [0, 0, 1], [2, 2, 2]])
+  expected = np.array([[0, 1, 1], [1, 1, 1], [1, 1, 1]], dtype=np.float32)
   np.testing.assert_array_equal(procedural.label_edges(label), expected)
 
 
@@ -80,7 +82,7 @@ def test_edges_are_exactly_the_label_discontinuities():
     h, w = label.shape
     differs = np.zeros((h, w), bool)
     for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1)):
-      differs |= pad[1 + dr:1 + dr + h, 1 + dc:1 + dc + w] != label
+      differs |= pad[1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w] != label
     np.testing.assert_array_equal(ex["edges"], differs.astype(np.float32))
     assert 0.005 < ex["edges"].mean() < 0.5
 
@@ -142,11 +144,12 @@ def _local_colour_features(image):
   x = image.astype(np.float64) / 255
   h, w, _ = x.shape
   pad = np.pad(x, ((2, 2), (2, 2), (0, 0)), mode="edge")
-  win = np.stack([pad[i:i + h, j:j + w] for i in range(5) for j in range(5)])
+  win = np.stack([pad[i : i + h, j : j + w] for i in range(5) for j in range(5)])
   mean, std = win.mean(0), win.std(0)
   chroma = mean / (mean.sum(-1, keepdims=True) + 1e-3)  # shading-invariant
-  return np.concatenate([chroma, std, std.mean(-1, keepdims=True)
-                         / (mean.mean(-1, keepdims=True) + 1e-3)], -1)
+  return np.concatenate(
+    [chroma, std, std.mean(-1, keepdims=True) / (mean.mean(-1, keepdims=True) + 1e-3)], -1
+  )
 
 
 def test_class_follows_appearance_not_position():
@@ -178,11 +181,19 @@ def test_class_follows_appearance_not_position():
   assert app_acc > 2.5 / k and app_acc > pos_acc + 0.15, (app_acc, pos_acc)
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    (dict(image_size=32), "image_size"), (dict(image_size=225), "image_size"),
-    (dict(image_size=(64, 300)), "image_size"), (dict(image_size=(64, 64, 64)), "image_size"),
-    (dict(image_size=64.5), "image_size"), (dict(split="dev"), "split"),
-    (dict(num_examples=0), "num_examples"), (dict(seed=-1), "seed")])
+@pytest.mark.parametrize(
+  "kwargs, name",
+  [
+    (dict(image_size=32), "image_size"),
+    (dict(image_size=225), "image_size"),
+    (dict(image_size=(64, 300)), "image_size"),
+    (dict(image_size=(64, 64, 64)), "image_size"),
+    (dict(image_size=64.5), "image_size"),
+    (dict(split="dev"), "split"),
+    (dict(num_examples=0), "num_examples"),
+    (dict(seed=-1), "seed"),
+  ],
+)
 def test_bad_arguments_raise_value_error_naming_them(kwargs, name):
   with pytest.raises(ValueError, match=name):
     ProceduralDataset(**kwargs)

@@ -4,8 +4,8 @@ import io
 
 import ml_collections
 import numpy as np
-from PIL import Image
 import pytest
+from PIL import Image
 
 from pixelnet_jax.data import readers
 
@@ -33,8 +33,9 @@ def test_read_image_rgb_and_grey(tmp_path):
   np.testing.assert_array_equal(out, rgb)
   grey = rgb[..., 0]
   (tmp_path / "g.png").write_bytes(_png(grey))
-  np.testing.assert_array_equal(readers.read_image(tmp_path / "g.png"),
-                                np.repeat(grey[..., None], 3, -1))
+  np.testing.assert_array_equal(
+    readers.read_image(tmp_path / "g.png"), np.repeat(grey[..., None], 3, -1)
+  )
 
 
 @pytest.mark.parametrize("cut", [0.5, 0.9])
@@ -42,7 +43,7 @@ def test_truncated_image_names_the_file(tmp_path, cut):
   rgb = np.random.default_rng(1).integers(0, 256, size=(64, 64, 3)).astype(np.uint8)
   data = _jpeg(rgb)
   path = tmp_path / "broken.jpg"
-  path.write_bytes(data[:int(len(data) * cut)])
+  path.write_bytes(data[: int(len(data) * cut)])
   with pytest.raises(readers.DataError, match="broken.jpg.*corrupt or truncated"):
     readers.read_image(path)
 
@@ -86,8 +87,7 @@ def test_remap_labels():
   with pytest.raises(readers.DataError, match="f.*\\[7, 12\\]"):
     readers.remap_labels(np.array([0, 7, 12]), {0: 0, 1: 1, 11: 255}, 2, "f")
   table = np.array([0, 0, 1, -1])
-  np.testing.assert_array_equal(readers.remap_labels(np.array([0, 1, 2]), table, 2),
-                                [0, 0, 1])
+  np.testing.assert_array_equal(readers.remap_labels(np.array([0, 1, 2]), table, 2), [0, 0, 1])
   with pytest.raises(readers.DataError, match="\\[3\\]"):
     readers.remap_labels(np.array([3]), table, 2)
 

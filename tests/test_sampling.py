@@ -1,6 +1,5 @@
 """Statistics and contracts of the pixel samplers."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -162,14 +161,18 @@ def test_label_helpers():
 def _public_calls(num_points):
   """Each public sampler as a function of (key, per-image inputs)."""
   return {
-      "uniform": lambda k, valid, scores, strata: sampling.uniform(k, valid, num_points),
-      "stratified": lambda k, valid, scores, strata: sampling.stratified(
-          k, strata, num_points, 3, jnp.asarray([0.2, 0.3, 0.5])),
-      "hard_pixels": lambda k, valid, scores, strata: sampling.hard_pixels(
-          k, scores, num_points, valid=valid),
-      "class_strata": lambda k, valid, scores, strata: sampling.class_strata(strata),
-      "boundary_strata": lambda k, valid, scores, strata: sampling.boundary_strata(scores, 0.5, valid),
-      "grid_strata": lambda k, valid, scores, strata: sampling.grid_strata(valid, 3, k),
+    "uniform": lambda k, valid, scores, strata: sampling.uniform(k, valid, num_points),
+    "stratified": lambda k, valid, scores, strata: sampling.stratified(
+      k, strata, num_points, 3, jnp.asarray([0.2, 0.3, 0.5])
+    ),
+    "hard_pixels": lambda k, valid, scores, strata: sampling.hard_pixels(
+      k, scores, num_points, valid=valid
+    ),
+    "class_strata": lambda k, valid, scores, strata: sampling.class_strata(strata),
+    "boundary_strata": lambda k, valid, scores, strata: sampling.boundary_strata(
+      scores, 0.5, valid
+    ),
+    "grid_strata": lambda k, valid, scores, strata: sampling.grid_strata(valid, 3, k),
   }
 
 
@@ -186,9 +189,9 @@ def test_jit_vmap_pmap(name):
   vmapped = jax.jit(jax.vmap(fn))(keys[:5], valid[:5], scores[:5], strata[:5])
   pmapped = jax.pmap(fn)(keys, valid, scores, strata)
   for i in range(5):
-    jax.tree.map(lambda v, e: np.testing.assert_array_equal(v[i], e), vmapped, eager[i])
+    jax.tree.map(lambda v, e, i=i: np.testing.assert_array_equal(v[i], e), vmapped, eager[i])
   for i in range(batch):
-    jax.tree.map(lambda p, e: np.testing.assert_array_equal(p[i], e), pmapped, eager[i])
+    jax.tree.map(lambda p, e, i=i: np.testing.assert_array_equal(p[i], e), pmapped, eager[i])
 
 
 def test_num_points_is_static_under_jit():

@@ -48,10 +48,13 @@ def test_grid_is_the_product_with_seed_outermost():
   assert [p.seed for p in points] == ["0"] * 6 + ["1"] * 6
   first = points[0]
   assert first.name == "points_per_image=4__head=linear__seed=0"
-  assert first.flags() == ["--config.num_train_steps=300", "--config.points_per_image=4",
-                           "--config.model.head=linear", "--config.seed=0"]
-  combos = {(dict(p.axes)["points_per_image"], dict(p.axes)["model.head"], p.seed)
-            for p in points}
+  assert first.flags() == [
+    "--config.num_train_steps=300",
+    "--config.points_per_image=4",
+    "--config.model.head=linear",
+    "--config.seed=0",
+  ]
+  combos = {(dict(p.axes)["points_per_image"], dict(p.axes)["model.head"], p.seed) for p in points}
   assert len(combos) == 12
 
 
@@ -89,6 +92,7 @@ def test_point_names_are_filesystem_safe_and_unique():
 
 def test_main_metric_table_matches_the_tasks():
   from pixelnet_jax import tasks
+
   for name, entry in sweep.TASK_METRICS.items():
     task = tasks.get_task(name)
     assert task.main_metric == entry["main"]
@@ -115,7 +119,9 @@ def _write_lines(path, lines):
 
 def test_read_metrics_drops_lines_superseded_by_a_resume(tmp_path):
   path = str(tmp_path / "metrics.jsonl")
-  _write_lines(path, [
+  _write_lines(
+    path,
+    [
       {"step": 2, "split": "train", "loss": 3.0},
       {"step": 4, "split": "train", "loss": 2.0},
       {"step": 4, "split": "eval", "miou": 0.1},
@@ -123,23 +129,29 @@ def test_read_metrics_drops_lines_superseded_by_a_resume(tmp_path):
       # Killed after step 6, resumed from the step-4 checkpoint.
       {"step": 6, "split": "train", "loss": 1.4},
       {"step": 8, "split": "train", "loss": 1.0},
-  ])
+    ],
+  )
   with open(path, "a") as f:
     f.write('{"step": 10, "spl')  # Truncated by a kill.
   kept = sweep.read_metrics(path)
   assert [(l["step"], l["split"]) for l in kept] == [
-      (2, "train"), (4, "train"), (4, "eval"), (6, "train"), (8, "train")]
+    (2, "train"),
+    (4, "train"),
+    (4, "eval"),
+    (6, "train"),
+    (8, "train"),
+  ]
   assert kept[3]["loss"] == 1.4
   assert sweep.read_metrics(str(tmp_path / "missing.jsonl")) == []
 
 
 def test_eval_wall_seconds_from_steps_per_sec_or_a_time_field():
   lines = [
-      {"step": 10, "split": "train", "steps_per_sec": 2.0},   # 5 s
-      {"step": 20, "split": "train", "steps_per_sec": 5.0},   # +2 s = 7 s
-      {"step": 20, "split": "eval", "miou": 0.3},
-      {"step": 25, "split": "eval", "miou": 0.4},             # between lines: next rate
-      {"step": 30, "split": "train", "steps_per_sec": 1.0},   # +10 s = 17 s
+    {"step": 10, "split": "train", "steps_per_sec": 2.0},  # 5 s
+    {"step": 20, "split": "train", "steps_per_sec": 5.0},  # +2 s = 7 s
+    {"step": 20, "split": "eval", "miou": 0.3},
+    {"step": 25, "split": "eval", "miou": 0.4},  # between lines: next rate
+    {"step": 30, "split": "train", "steps_per_sec": 1.0},  # +10 s = 17 s
   ]
   times = sweep.eval_wall_seconds(lines)
   assert times[20] == pytest.approx(7.0)
@@ -149,17 +161,46 @@ def test_eval_wall_seconds_from_steps_per_sec_or_a_time_field():
   assert sweep.eval_wall_seconds([{"step": 5, "split": "eval", "miou": 0.1}]) == {}
 
 
-def _fake_run(sweep_dir, name, axes, seed, task, evals, *, batch=8, points=64, steps=100,
-              sampling="uniform", crop=64, done=True):
+def _fake_run(
+  sweep_dir,
+  name,
+  axes,
+  seed,
+  task,
+  evals,
+  *,
+  batch=8,
+  points=64,
+  steps=100,
+  sampling="uniform",
+  crop=64,
+  done=True,
+):
   run_dir = os.path.join(sweep_dir, name)
   os.makedirs(run_dir)
   with open(os.path.join(run_dir, "sweep_point.json"), "w") as f:
-    json.dump({"name": name, "axes": axes, "seed": seed,
-               "attempts": [{"seconds": 12.5, "returncode": 0, "step": steps}]}, f)
+    json.dump(
+      {
+        "name": name,
+        "axes": axes,
+        "seed": seed,
+        "attempts": [{"seconds": 12.5, "returncode": 0, "step": steps}],
+      },
+      f,
+    )
   with open(os.path.join(run_dir, "config.json"), "w") as f:
-    json.dump({"seed": int(seed), "batch_size": batch, "points_per_image": points,
-               "crop_size": crop, "num_train_steps": steps,
-               "task": {"name": task, "sampling": sampling}, "model": {"anything": 1}}, f)
+    json.dump(
+      {
+        "seed": int(seed),
+        "batch_size": batch,
+        "points_per_image": points,
+        "crop_size": crop,
+        "num_train_steps": steps,
+        "task": {"name": task, "sampling": sampling},
+        "model": {"anything": 1},
+      },
+      f,
+    )
   lines = []
   for step, metrics in evals:
     lines.append({"step": step, "split": "train", "loss": 1.0, "steps_per_sec": 10.0})
@@ -185,50 +226,87 @@ def test_summary_rows_metrics_pixels_and_plots(tmp_path):
   sweep_dir = str(tmp_path)
   for seed, offset in (("0", 0.0), ("1", 0.1)):
     for ppi in ("4", "4000"):
-      _fake_run(sweep_dir, f"points_per_image={ppi}__seed={seed}", {"points_per_image": ppi},
-                seed, "segmentation",
-                [(50, {"miou": 0.2 + offset, "pixel_accuracy": 0.5}),
-                 (100, {"miou": 0.1 + offset, "pixel_accuracy": 0.6})], points=int(ppi))
+      _fake_run(
+        sweep_dir,
+        f"points_per_image={ppi}__seed={seed}",
+        {"points_per_image": ppi},
+        seed,
+        "segmentation",
+        [
+          (50, {"miou": 0.2 + offset, "pixel_accuracy": 0.5}),
+          (100, {"miou": 0.1 + offset, "pixel_accuracy": 0.6}),
+        ],
+        points=int(ppi),
+      )
   rows = sweep.summarize(sweep_dir)
   assert len(rows) == 4
   table = _read_csv(os.path.join(sweep_dir, "summary.csv"))
   assert len(table) == 4
   columns = list(table[0])
-  for column in ("point", "status", "config.points_per_image", "seed", "steps", "wall_seconds",
-                 "train_pixels", "main_metric", "final_main", "best_main", "final_miou",
-                 "best_miou", "final_pixel_accuracy", "best_pixel_accuracy", "train_seconds"):
+  for column in (
+    "point",
+    "status",
+    "config.points_per_image",
+    "seed",
+    "steps",
+    "wall_seconds",
+    "train_pixels",
+    "main_metric",
+    "final_main",
+    "best_main",
+    "final_miou",
+    "best_miou",
+    "final_pixel_accuracy",
+    "best_pixel_accuracy",
+    "train_seconds",
+  ):
     assert column in columns, column
   row = next(r for r in table if r["point"] == "points_per_image=4__seed=1")
   assert row["status"] == "done" and row["seed"] == "1" and row["main_metric"] == "miou"
   assert float(row["final_miou"]) == pytest.approx(0.2)
-  assert float(row["best_miou"]) == pytest.approx(0.3)   # max: miou is higher-is-better
+  assert float(row["best_miou"]) == pytest.approx(0.3)  # max: miou is higher-is-better
   assert int(row["best_main_step"]) == 50
   assert int(row["train_pixels"]) == 100 * 8 * 4
   assert float(row["wall_seconds"]) == 12.5
-  assert float(row["train_seconds"]) == pytest.approx(10.0)   # 100 steps at 10 steps/s
+  assert float(row["train_seconds"]) == pytest.approx(10.0)  # 100 steps at 10 steps/s
   with open(os.path.join(sweep_dir, "summary.json")) as f:
     summary = json.load(f)
   assert len(summary["rows"]) == 4 and summary["columns"] == columns
-  for name in ("metric_vs_step.png", "metric_vs_wallclock.png",
-               "final_vs_points_per_image.png"):
+  for name in ("metric_vs_step.png", "metric_vs_wallclock.png", "final_vs_points_per_image.png"):
     assert name in summary["plots"]
     assert _is_png(os.path.join(sweep_dir, name)), name
 
 
 def test_summary_min_metrics_dense_pixels_and_unfinished_runs(tmp_path):
   sweep_dir = str(tmp_path)
-  _fake_run(sweep_dir, "a", {"model.head": "linear"}, "0", "normals",
-            [(10, {"mean": 30.0, "within_11.25": 0.2}), (20, {"mean": 35.0, "within_11.25": 0.1})],
-            steps=20, sampling="dense", crop=[32, 48])
-  _fake_run(sweep_dir, "b", {"model.head": "mlp"}, "0", "normals",
-            [(10, {"mean": 40.0})], steps=20, done=False)
+  _fake_run(
+    sweep_dir,
+    "a",
+    {"model.head": "linear"},
+    "0",
+    "normals",
+    [(10, {"mean": 30.0, "within_11.25": 0.2}), (20, {"mean": 35.0, "within_11.25": 0.1})],
+    steps=20,
+    sampling="dense",
+    crop=[32, 48],
+  )
+  _fake_run(
+    sweep_dir,
+    "b",
+    {"model.head": "mlp"},
+    "0",
+    "normals",
+    [(10, {"mean": 40.0})],
+    steps=20,
+    done=False,
+  )
   os.makedirs(os.path.join(sweep_dir, "not_a_point"))
   rows = {r["point"]: r for r in sweep.summarize(sweep_dir)}
   assert set(rows) == {"a", "b"}
   a, b = rows["a"], rows["b"]
   assert a["main_metric"] == "mean" and a["main_mode"] == "min"
   assert a["best_main"] == 30.0 and a["final_main"] == 35.0 and a["best_mean"] == 30.0
-  assert a["best_within_11.25"] == 0.2   # higher-is-better metric of a min-task
+  assert a["best_within_11.25"] == 0.2  # higher-is-better metric of a min-task
   assert a["train_pixels"] == 20 * 8 * 32 * 48 and a["pixel_count"].startswith("dense")
   assert b["status"] == "incomplete" and b["steps"] == 10
   assert sweep._axis_scale(["linear", "mlp"])[0] == "category"
@@ -240,9 +318,22 @@ def test_summary_min_metrics_dense_pixels_and_unfinished_runs(tmp_path):
 def test_dry_run_prints_commands_and_writes_nothing(tmp_path):
   workdir = str(tmp_path / "sweep")
   base = [sys.executable, "-m", "pixelnet_jax.sweep", "--config", _TINY, "--workdir", workdir]
-  dry = subprocess.run(base + ["--axis", "config.model.head=linear,mlp", "--seeds", "0,1",
-                               "--set", "config.num_train_steps=3", "--dry_run"],
-                       cwd=_REPO, capture_output=True, text=True, timeout=120)
+  dry = subprocess.run(
+    base
+    + [
+      "--axis",
+      "config.model.head=linear,mlp",
+      "--seeds",
+      "0,1",
+      "--set",
+      "config.num_train_steps=3",
+      "--dry_run",
+    ],
+    cwd=_REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert dry.returncode == 0, dry.stderr
   commands = [l for l in dry.stdout.splitlines() if "pixelnet_jax.main" in l]
   assert len(commands) == 4
@@ -250,8 +341,13 @@ def test_dry_run_prints_commands_and_writes_nothing(tmp_path):
   assert "--config.model.head=linear --config.seed=0" in commands[0]
   assert "--config.num_train_steps=3" in commands[0]
   assert not os.path.exists(workdir)
-  typo = subprocess.run(base + ["--axis", "config.model.haed=linear", "--dry_run"],
-                        cwd=_REPO, capture_output=True, text=True, timeout=120)
+  typo = subprocess.run(
+    base + ["--axis", "config.model.haed=linear", "--dry_run"],
+    cwd=_REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert typo.returncode == 2 and "config.model.haed" in typo.stderr
 
 
@@ -260,10 +356,25 @@ def test_dry_run_prints_commands_and_writes_nothing(tmp_path):
 
 
 def _sweep(workdir, *extra):
-  command = [sys.executable, "-m", "pixelnet_jax.sweep", "--config", _TINY, "--workdir", workdir,
-             "--axis", "config.points_per_image=4,16,x",
-             "--set", "config.num_train_steps=4", "--set", "config.eval_every=4",
-             "--set", "config.checkpoint_every=2", "--noecho", *extra]
+  command = [
+    sys.executable,
+    "-m",
+    "pixelnet_jax.sweep",
+    "--config",
+    _TINY,
+    "--workdir",
+    workdir,
+    "--axis",
+    "config.points_per_image=4,16,x",
+    "--set",
+    "config.num_train_steps=4",
+    "--set",
+    "config.eval_every=4",
+    "--set",
+    "config.checkpoint_every=2",
+    "--noecho",
+    *extra,
+  ]
   return subprocess.run(command, cwd=_REPO, capture_output=True, text=True, timeout=300)
 
 
@@ -304,12 +415,15 @@ def test_tiny_sweep_runs_records_failures_and_resumes(tmp_path):
   for row in table[:2]:
     assert 0.0 <= float(row["final_miou"]) <= 1.0 and row["final_miou"] == row["final_main"]
     assert int(row["steps"]) == 4 and float(row["wall_seconds"]) > 0
-  for name in ("metric_vs_step.png", "metric_vs_wallclock.png",
-               "final_vs_points_per_image.png"):
+  for name in ("metric_vs_step.png", "metric_vs_wallclock.png", "final_vs_points_per_image.png"):
     assert _is_png(os.path.join(workdir, name)), name
 
-  rebuilt = subprocess.run([sys.executable, "-m", "pixelnet_jax.sweep", "--workdir", workdir,
-                            "--summarize_only"], cwd=_REPO, capture_output=True, text=True,
-                           timeout=120)
+  rebuilt = subprocess.run(
+    [sys.executable, "-m", "pixelnet_jax.sweep", "--workdir", workdir, "--summarize_only"],
+    cwd=_REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert rebuilt.returncode == 0, rebuilt.stderr
   assert _read_csv(os.path.join(workdir, "summary.csv")) == table

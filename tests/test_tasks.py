@@ -56,14 +56,21 @@ def test_registry_lists_tasks_and_rejects_unknown_names_and_fields():
 
 
 def test_default_configs_build_tasks_with_the_contract_attributes():
-  expected = {"segmentation": (21, "miou", "max"), "normals": (3, "mean", "min"),
-              "edges": (1, "f_pixel", "max")}
+  expected = {
+    "segmentation": (21, "miou", "max"),
+    "normals": (3, "mean", "min"),
+    "edges": (1, "f_pixel", "max"),
+  }
   for name, (k, metric, mode) in expected.items():
     config = tasks.default_task_config(name)
     assert config.name == name
     task = tasks.get_task(name, config)
     assert (task.name, task.num_outputs, task.main_metric, task.main_metric_mode) == (
-        name, k, metric, mode)
+      name,
+      k,
+      metric,
+      mode,
+    )
     assert task.label_keys
 
 
@@ -81,8 +88,9 @@ def _seg_labels(rng, shape=(2, 12, 10), num_classes=4):
 
 def test_segmentation_loss_matches_numpy_cross_entropy_and_ignores_masked_points():
   task = tasks.get_task("segmentation", {"num_classes": 3})
-  logits = np.array([[2.0, 0.5, -1.0], [0.0, 0.0, 0.0], [1.0, 3.0, 0.0], [50.0, -50.0, 9.0]],
-                    np.float32)
+  logits = np.array(
+    [[2.0, 0.5, -1.0], [0.0, 0.0, 0.0], [1.0, 3.0, 0.0], [50.0, -50.0, 9.0]], np.float32
+  )
   targets = np.array([0, 2, 1, 255], np.int32)
   mask = np.array([True, True, True, False])
   expected = -np.mean([_log_softmax(logits[i])[targets[i]] for i in range(3)])
@@ -92,7 +100,8 @@ def test_segmentation_loss_matches_numpy_cross_entropy_and_ignores_masked_points
   other = logits.copy()
   other[3] = [-7.0, 3.0, 1.0]
   assert float(task.loss(jnp.asarray(other), jnp.asarray(targets), jnp.asarray(mask))) == (
-      pytest.approx(expected, rel=1e-6))
+    pytest.approx(expected, rel=1e-6)
+  )
   grad = jax.grad(task.loss)(jnp.asarray(logits), jnp.asarray(targets), jnp.asarray(mask))
   assert np.all(np.isfinite(grad)) and np.all(np.asarray(grad)[3] == 0)
   # No valid point at all: zero, not NaN.
@@ -122,8 +131,10 @@ def test_class_stratified_sampling_gives_each_present_class_its_quota():
   sample = _sample_one(task, {"label": label}, 40, seed=1)
   counts = np.bincount(_at(label, np.asarray(sample.coords)), minlength=4)
   np.testing.assert_array_equal(counts, [20, 0, 20, 0])  # Absent classes' shares go to others.
-  weighted = tasks.get_task("segmentation", {"num_classes": 4, "sampling": "class_stratified",
-                                             "class_fractions": [3, 1, 1, 1]})
+  weighted = tasks.get_task(
+    "segmentation",
+    {"num_classes": 4, "sampling": "class_stratified", "class_fractions": [3, 1, 1, 1]},
+  )
   sample = _sample_one(weighted, {"label": label}, 40, seed=1)
   counts = np.bincount(_at(label, np.asarray(sample.coords)), minlength=4)
   np.testing.assert_array_equal(counts, [30, 0, 10, 0])
@@ -160,7 +171,8 @@ def test_segmentation_decode_and_metric_accumulation():
   pred2 = pred.copy()
   pred2[~keep] = (pred2[~keep] + 1) % 4
   np.testing.assert_array_equal(
-      task.metric_update(task.metric_init(), pred2, labels)["confusion"], one_shot["confusion"])
+    task.metric_update(task.metric_init(), pred2, labels)["confusion"], one_shot["confusion"]
+  )
 
 
 def test_segmentation_validate_labels_errors():
@@ -177,8 +189,9 @@ def test_segmentation_validate_labels_errors():
   with pytest.raises(ValueError, match=r"labels\['valid'\] has shape"):
     task.validate_labels({"label": np.zeros((2, 2), np.int32), "valid": np.ones((3, 2), bool)})
   with pytest.raises(ValueError, match="prediction shape"):
-    task.metric_update(task.metric_init(), np.zeros((2, 3), np.int32),
-                       {"label": np.zeros((2, 2), np.int32)})
+    task.metric_update(
+      task.metric_init(), np.zeros((2, 3), np.int32), {"label": np.zeros((2, 2), np.int32)}
+    )
 
 
 # ----------------------------------------------------------------------------
@@ -197,8 +210,12 @@ def test_normals_loss_is_two_minus_two_cosine_by_hand():
   # Zero-length outputs/targets (even unmasked) stay finite, also in the gradient.
   grad = jax.grad(task.loss)(jnp.asarray(outputs), jnp.asarray(targets), jnp.ones(5, bool))
   assert np.all(np.isfinite(grad))
-  assert np.all(np.asarray(jax.grad(task.loss)(jnp.asarray(outputs), jnp.asarray(targets),
-                                                 jnp.asarray(mask)))[3:] == 0)
+  assert np.all(
+    np.asarray(jax.grad(task.loss)(jnp.asarray(outputs), jnp.asarray(targets), jnp.asarray(mask)))[
+      3:
+    ]
+    == 0
+  )
 
 
 def _normal_labels(rng, shape=(2, 9, 8)):
@@ -221,8 +238,9 @@ def test_normals_sampling_only_at_valid_depth_inside_valid(mode):
   for b in range(2):
     assert np.all(_at(labels["normals_valid"][b], sample.coords[b]))
     assert np.all(_at(labels["valid"][b], sample.coords[b]))
-    targets = np.asarray(task.gather_targets({k: v[b] for k, v in labels.items()},
-                                             sample.coords[b]))
+    targets = np.asarray(
+      task.gather_targets({k: v[b] for k, v in labels.items()}, sample.coords[b])
+    )
     assert targets.shape == (50, 3)
     np.testing.assert_allclose(np.linalg.norm(targets, axis=-1), 1.0, rtol=1e-5)
 
@@ -293,7 +311,8 @@ def test_edges_loss_by_hand_plain_and_class_balanced():
   other = targets.copy()
   other[4] = 1.0
   assert float(balanced.loss(jnp.asarray(logits), jnp.asarray(other), jnp.asarray(mask))) == (
-      pytest.approx(expected, rel=1e-5))
+    pytest.approx(expected, rel=1e-5)
+  )
 
 
 def test_edges_soft_labels_give_soft_cross_entropy():
@@ -305,7 +324,8 @@ def test_edges_soft_labels_give_soft_cross_entropy():
   logits = np.array([[0.3], [-0.7], [2.0]], np.float32)
   expected = np.mean([_bce(0.3, 0.2), _bce(-0.7, 0.6), _bce(2.0, 1.0)])
   assert float(task.loss(jnp.asarray(logits), jnp.asarray(targets), jnp.ones(3, bool))) == (
-      pytest.approx(expected, rel=1e-5))
+    pytest.approx(expected, rel=1e-5)
+  )
   hard = tasks.get_task("edges", {"label_fusion": "threshold", "label_threshold": 0.5})
   np.testing.assert_array_equal(hard.gather_targets({"edges": edges}, coords), [0.0, 1.0, 1.0])
 
@@ -405,8 +425,11 @@ def test_pixel_pr_scores_without_positives_is_nan():
 
 def test_real_labels_validate_and_sample(test_data_dir):
   scipy_io = pytest.importorskip("scipy.io")
-  gt = scipy_io.loadmat(os.path.join(test_data_dir, "sbd_sample/cls/2008_000051.mat"),
-                        squeeze_me=True, struct_as_record=False)["GTcls"]
+  gt = scipy_io.loadmat(
+    os.path.join(test_data_dir, "sbd_sample/cls/2008_000051.mat"),
+    squeeze_me=True,
+    struct_as_record=False,
+  )["GTcls"]
   label = gt.Segmentation.astype(np.int32)
   seg = tasks.get_task("segmentation", {"num_classes": 21, "sampling": "class_stratified"})
   seg.validate_labels({"label": label})
@@ -418,8 +441,11 @@ def test_real_labels_validate_and_sample(test_data_dir):
   np.testing.assert_array_equal(np.nonzero(counts)[0], present)
   assert np.all(counts[present] == 400 // len(present))
 
-  annotators = scipy_io.loadmat(os.path.join(test_data_dir, "bsds_bench/groundTruth/2018.mat"),
-                                squeeze_me=True, struct_as_record=False)["groundTruth"]
+  annotators = scipy_io.loadmat(
+    os.path.join(test_data_dir, "bsds_bench/groundTruth/2018.mat"),
+    squeeze_me=True,
+    struct_as_record=False,
+  )["groundTruth"]
   edges = np.mean([a.Boundaries for a in annotators], axis=0).astype(np.float32)
   edge_task = tasks.get_task("edges", {"positive_fraction": 0.3})
   edge_task.validate_labels({"edges": edges})
@@ -435,9 +461,11 @@ def test_real_labels_validate_and_sample(test_data_dir):
 def test_sample_gather_loss_compose_under_jit_and_vmap(name):
   rng = np.random.default_rng(9)
   task = tasks.get_task(name, {"num_classes": 4} if name == "segmentation" else None)
-  labels = {"segmentation": lambda: _seg_labels(rng, (2, 12, 10)),
-            "normals": lambda: _normal_labels(rng, (2, 12, 10)),
-            "edges": lambda: _edge_labels(rng, (2, 12, 10))}[name]()
+  labels = {
+    "segmentation": lambda: _seg_labels(rng, (2, 12, 10)),
+    "normals": lambda: _normal_labels(rng, (2, 12, 10)),
+    "edges": lambda: _edge_labels(rng, (2, 12, 10)),
+  }[name]()
   outputs = jnp.asarray(rng.normal(size=(2, 16, task.num_outputs)), jnp.float32)
 
   @jax.jit
@@ -452,8 +480,9 @@ def test_sample_gather_loss_compose_under_jit_and_vmap(name):
   assert np.all(np.isfinite(np.asarray(grad))) and np.all(np.isfinite(np.asarray(targets)))
   assert np.asarray(mask).all()
   # Per image or flattened over the batch, the masked mean is the same for equal counts.
-  flat = task.loss(outputs.reshape(32, -1), targets.reshape((32,) + targets.shape[2:]),
-                   mask.reshape(32))
+  flat = task.loss(
+    outputs.reshape(32, -1), targets.reshape((32,) + targets.shape[2:]), mask.reshape(32)
+  )
   assert float(flat) == pytest.approx(float(loss), rel=1e-6)
 
 

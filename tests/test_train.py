@@ -10,8 +10,8 @@ import time
 import jax
 import numpy as np
 import pytest
-
 import tiny_config
+
 from pixelnet_jax import config_base, models, tasks, train
 from pixelnet_jax.checkpoints import Checkpoints
 from pixelnet_jax.errors import ConfigError, DataError
@@ -40,8 +40,7 @@ def _jsonl(workdir):
 # Learning.
 
 
-@pytest.mark.parametrize("task,steps", [("segmentation", 150), ("normals", 150),
-                                        ("edges", 150)])
+@pytest.mark.parametrize("task,steps", [("segmentation", 150), ("normals", 150), ("edges", 150)])
 def test_short_run_learns(tmp_path, task, steps):
   c = tiny_config.get_config(task)
   c.model.trunks.vgg.stage_widths = (16, 32, 64)
@@ -90,8 +89,10 @@ def test_resume_is_bit_exact(tmp_path, uninterrupted):
   second = train.train_and_evaluate(c, str(tmp_path))
   assert second["start_step"] == 3 and second["step"] == 6
   _assert_trees_equal(_params(second), _params(uninterrupted))
-  _assert_trees_equal(jax.tree.leaves(second["state"].batch_stats),
-                      jax.tree.leaves(uninterrupted["state"].batch_stats))
+  _assert_trees_equal(
+    jax.tree.leaves(second["state"].batch_stats),
+    jax.tree.leaves(uninterrupted["state"].batch_stats),
+  )
   assert second["loss"] == uninterrupted["loss"]
 
 
@@ -106,16 +107,25 @@ def test_rerun_of_finished_workdir_does_nothing(tmp_path, monkeypatch):
 
 
 def _launch(workdir, *overrides):
-  cmd = [sys.executable, "-m", "pixelnet_jax.main", f"--config={TINY}",
-         f"--workdir={workdir}", *overrides]
-  return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True)
+  cmd = [
+    sys.executable,
+    "-m",
+    "pixelnet_jax.main",
+    f"--config={TINY}",
+    f"--workdir={workdir}",
+    *overrides,
+  ]
+  return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def test_sigterm_saves_and_resume_continues_exactly(tmp_path):
   workdir = str(tmp_path / "run")
-  proc = _launch(workdir, "--config.num_train_steps=100000", "--config.log_every=1",
-                 "--config.checkpoint_every=100000")
+  proc = _launch(
+    workdir,
+    "--config.num_train_steps=100000",
+    "--config.log_every=1",
+    "--config.checkpoint_every=100000",
+  )
   deadline = time.time() + 240
   metrics = os.path.join(workdir, "metrics.jsonl")
   while time.time() < deadline and proc.poll() is None:
@@ -131,8 +141,9 @@ def test_sigterm_saves_and_resume_continues_exactly(tmp_path):
   assert summary["preempted"] and stopped >= 3
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))[-1] == str(stopped)
 
-  resumed = _launch(workdir, "--config.num_train_steps=100000",
-                    f"--config.stop_at_step={stopped + 2}")
+  resumed = _launch(
+    workdir, "--config.num_train_steps=100000", f"--config.stop_at_step={stopped + 2}"
+  )
   out, err = resumed.communicate(timeout=300)
   assert resumed.returncode == 0, err
   assert json.loads(out.strip().splitlines()[-1])["start_step"] == stopped
@@ -161,8 +172,11 @@ def test_nan_loss_stops_with_last_good_checkpoint_intact(tmp_path):
   assert step is not None and step >= 1
   c.optimizer.learning_rate = 1e-3
   template = create_train_state(
-      c, models.create_model(c.model, tasks.get_task("segmentation", c.task).num_outputs),
-      jax.random.key(0), (64, 64))
+    c,
+    models.create_model(c.model, tasks.get_task("segmentation", c.task).num_outputs),
+    jax.random.key(0),
+    (64, 64),
+  )
   restored = checkpoints.restore(host_state(template))
   assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(restored.params))
 
@@ -174,8 +188,7 @@ def test_nan_loss_stops_with_last_good_checkpoint_intact(tmp_path):
 def test_pmap_mesh_and_single_device_agree(tmp_path):
   assert jax.device_count() == 8
   results = {}
-  for name, parallel, devices in [("one", "pmap", 1), ("pmap", "pmap", 8),
-                                  ("mesh", "mesh", 8)]:
+  for name, parallel, devices in [("one", "pmap", 1), ("pmap", "pmap", 8), ("mesh", "mesh", 8)]:
     c = tiny_config.get_config("segmentation")
     c.model.heads.mlp.dropout = 0.0  # Dropout masks depend on the layout; everything else must not.
     c.num_train_steps = 4
@@ -190,15 +203,18 @@ def test_pmap_mesh_and_single_device_agree(tmp_path):
   for a, b in zip(_params(results["one"]), _params(results["pmap"])):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-3, atol=2e-5)
   np.testing.assert_allclose(results["one"]["loss"], results["mesh"]["loss"], rtol=1e-3)
-  np.testing.assert_allclose(results["one"]["eval"]["miou"], results["pmap"]["eval"]["miou"],
-                             atol=0.02)
+  np.testing.assert_allclose(
+    results["one"]["eval"]["miou"], results["pmap"]["eval"]["miou"], atol=0.02
+  )
 
 
 # ----------------------------------------------------------------------------
 # Config errors: one clear message naming the key, before anything compiles.
 
 
-@pytest.mark.parametrize("override,key", [
+@pytest.mark.parametrize(
+  "override,key",
+  [
     (lambda c: setattr(c.task, "name", "depth"), "config.task.name"),
     (lambda c: setattr(c.dataset, "name", "imagenet"), "config.dataset.name"),
     (lambda c: setattr(c.model, "taps", ("conv1_1", "fc7")), "fc7"),
@@ -206,7 +222,8 @@ def test_pmap_mesh_and_single_device_agree(tmp_path):
     (lambda c: setattr(c, "points_per_image", 64 * 64 + 1), "config.points_per_image"),
     (lambda c: setattr(c, "batch_size", 7), "config.batch_size"),
     (lambda c: setattr(c, "parallel", "threads"), "config.parallel"),
-])
+  ],
+)
 def test_config_errors_name_the_key(tmp_path, override, key):
   c = tiny_config.get_config("segmentation")
   c.num_devices = 8
@@ -238,13 +255,25 @@ def test_launcher_trains_and_evaluates(tmp_path):
   assert "step 4/4" in err and "eval at step 4" in err
   for name in ["config.json", "metrics.jsonl", "checkpoints", "best", "tensorboard", "pictures"]:
     assert os.path.exists(os.path.join(workdir, name)), name
-  assert any(f.startswith("events.out.tfevents") for f in
-             os.listdir(os.path.join(workdir, "tensorboard")))
+  assert any(
+    f.startswith("events.out.tfevents") for f in os.listdir(os.path.join(workdir, "tensorboard"))
+  )
   assert json.load(open(os.path.join(workdir, "config.json")))["num_train_steps"] == 4
 
-  ev = subprocess.run([sys.executable, "-c", "from pixelnet_jax.main import run_eval; run_eval()",
-                       f"--config={TINY}", f"--workdir={workdir}", "--step=4"],
-                      cwd=REPO, capture_output=True, text=True, timeout=300)
+  ev = subprocess.run(
+    [
+      sys.executable,
+      "-c",
+      "from pixelnet_jax.main import run_eval; run_eval()",
+      f"--config={TINY}",
+      f"--workdir={workdir}",
+      "--step=4",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert ev.returncode == 0, ev.stderr
   result = json.loads(ev.stdout.strip().splitlines()[-1])
   assert result["step"] == 4 and 0.0 <= result["miou"] <= 1.0

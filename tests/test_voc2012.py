@@ -7,13 +7,11 @@ import shutil
 import sys
 
 import numpy as np
-from PIL import Image
 import pytest
 import scipy.io
+from PIL import Image
 
-from pixelnet_jax.data import readers
-from pixelnet_jax.data import registry
-from pixelnet_jax.data import voc2012
+from pixelnet_jax.data import readers, registry, voc2012
 
 VAL_ID = "2007_000129"
 SBD_IDS = ("2008_000051", "2008_000195")
@@ -54,15 +52,15 @@ def test_val_example_is_palette_indices_with_255_kept(samples, tmp_path):
   ex = source[0]
   root = samples[0] / "VOCdevkit" / "VOC2012"
   assert ex["id"] == VAL_ID
-  np.testing.assert_array_equal(ex["image"],
-                                np.asarray(Image.open(root / "JPEGImages" / f"{VAL_ID}.jpg")))
+  np.testing.assert_array_equal(
+    ex["image"], np.asarray(Image.open(root / "JPEGImages" / f"{VAL_ID}.jpg"))
+  )
   png = Image.open(root / "SegmentationClass" / f"{VAL_ID}.png")
   assert png.mode == "P"
   assert ex["label"].dtype == np.int32 and ex["label"].shape == (500, 334)
   np.testing.assert_array_equal(ex["label"], np.asarray(png))
   counts = dict(zip(*np.unique(ex["label"], return_counts=True)))
-  assert {int(k): int(v) for k, v in counts.items()} == {0: 54389, 2: 34183, 15: 61143,
-                                                         255: 17285}
+  assert {int(k): int(v) for k, v in counts.items()} == {0: 54389, 2: 34183, 15: 61143, 255: 17285}
 
 
 def test_empty_train_list_is_an_error(samples, tmp_path):
@@ -79,8 +77,9 @@ def test_train_aug_without_lists_takes_every_sbd_id(samples, tmp_path):
     ex = source[i]
     gt = scipy.io.loadmat(samples[1] / "cls" / f"{sbd_id}.mat")["GTcls"]["Segmentation"][0, 0]
     np.testing.assert_array_equal(ex["label"], gt)
-    np.testing.assert_array_equal(ex["image"],
-                                  np.asarray(Image.open(samples[1] / "img" / f"{sbd_id}.jpg")))
+    np.testing.assert_array_equal(
+      ex["image"], np.asarray(Image.open(samples[1] / "img" / f"{sbd_id}.jpg"))
+    )
     assert set(np.unique(ex["label"]).tolist()) <= set(range(21))
 
 
@@ -96,7 +95,8 @@ def test_train_aug_composition(samples, tmp_path):
   shutil.copy(sbd / "img" / f"{SBD_IDS[0]}.jpg", voc_root / "JPEGImages")
   h, w = np.asarray(Image.open(sbd / "img" / f"{SBD_IDS[0]}.jpg")).shape[:2]
   Image.fromarray(np.zeros((h, w), np.uint8), mode="L").convert("P").save(
-      voc_root / "SegmentationClass" / f"{SBD_IDS[0]}.png")
+    voc_root / "SegmentationClass" / f"{SBD_IDS[0]}.png"
+  )
   dataset = manual / "dataset"
   (dataset / "cls").mkdir(parents=True)
   for i in SBD_IDS:
@@ -133,8 +133,7 @@ def test_tfds_equals_folder(samples, tmp_path):
 
 def test_registry_folder_backend(samples, tmp_path):
   manual = _manual_dir(samples, tmp_path / "m")
-  source = registry.get_source("voc2012", "val", {"manual_dir": str(manual),
-                                                  "backend": "folder"})
+  source = registry.get_source("voc2012", "val", {"manual_dir": str(manual), "backend": "folder"})
   assert len(source) == 1 and source[0]["id"] == VAL_ID
 
 

@@ -29,23 +29,23 @@ from __future__ import annotations
 import os
 import pathlib
 import tarfile
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
-from etils import epath
-from ml_collections import config_dict
 import numpy as np
 import scipy.io
 import tensorflow_datasets as tfds
+from etils import epath
+from ml_collections import config_dict
 
 from pixelnet_jax.data import readers
 from pixelnet_jax.data.registry import DATASETS
 
-SPLITS = ('train', 'val', 'test')
-ARCHIVE_NAME = 'BSR_bsds500.tgz'
+SPLITS = ("train", "val", "test")
+ARCHIVE_NAME = "BSR_bsds500.tgz"
 # Where the image/groundTruth folders live inside the archive and the extracted folder.
-_DATA_SUBDIR = ('BSR', 'BSDS500', 'data')
-_HOMEPAGE = ('https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/'
-             'resources.html')
+_DATA_SUBDIR = ("BSR", "BSDS500", "data")
+_HOMEPAGE = "https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/resources.html"
 
 MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
 BSDS500 must be downloaded by hand (non-commercial research and educational use).
@@ -69,7 +69,7 @@ class Bsds500DataError(FileNotFoundError):
 
 
 def _missing(message: str) -> Bsds500DataError:
-  return Bsds500DataError(f'{message}\n\n{MANUAL_DOWNLOAD_INSTRUCTIONS}')
+  return Bsds500DataError(f"{message}\n\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -84,42 +84,47 @@ def find_data_root(path: os.PathLike | str) -> pathlib.Path:
   """
   path = pathlib.Path(path).expanduser()
   if not path.is_dir():
-    raise _missing(f'BSDS500 directory {str(path)!r} does not exist.')
+    raise _missing(f"BSDS500 directory {str(path)!r} does not exist.")
   for depth in range(len(_DATA_SUBDIR) + 1):
     candidate = path.joinpath(*_DATA_SUBDIR[depth:])
-    if (candidate / 'images').is_dir() and (candidate / 'groundTruth').is_dir():
+    if (candidate / "images").is_dir() and (candidate / "groundTruth").is_dir():
       return candidate
   raise _missing(
-      f'No BSDS500 data under {str(path)!r}: expected '
-      f'{os.path.join(str(path), *_DATA_SUBDIR)}/{{images,groundTruth}}/<split>/ '
-      f'(or the archive {ARCHIVE_NAME} in the manual directory).')
+    f"No BSDS500 data under {str(path)!r}: expected "
+    f"{os.path.join(str(path), *_DATA_SUBDIR)}/{{images,groundTruth}}/<split>/ "
+    f"(or the archive {ARCHIVE_NAME} in the manual directory)."
+  )
 
 
 def available_splits(data_root: os.PathLike | str) -> list[str]:
   """The splits (in SPLITS order) whose image folder exists under `data_root`."""
   root = pathlib.Path(data_root)
-  return [s for s in SPLITS if (root / 'images' / s).is_dir()]
+  return [s for s in SPLITS if (root / "images" / s).is_dir()]
 
 
-def list_split(data_root: os.PathLike | str,
-               split: str) -> list[tuple[str, pathlib.Path, pathlib.Path]]:
+def list_split(
+  data_root: os.PathLike | str, split: str
+) -> list[tuple[str, pathlib.Path, pathlib.Path]]:
   """Sorted (id, image_path, ground_truth_path) of one split; every image needs its .mat."""
   if split not in SPLITS:
-    raise ValueError(f'BSDS500 split must be one of {SPLITS}, got {split!r}.')
+    raise ValueError(f"BSDS500 split must be one of {SPLITS}, got {split!r}.")
   root = pathlib.Path(data_root)
-  image_dir, gt_dir = root / 'images' / split, root / 'groundTruth' / split
+  image_dir, gt_dir = root / "images" / split, root / "groundTruth" / split
   if not image_dir.is_dir():
-    raise _missing(f'BSDS500 split {split!r} not found: no folder {str(image_dir)!r} '
-                   f'(splits present: {available_splits(root)}).')
+    raise _missing(
+      f"BSDS500 split {split!r} not found: no folder {str(image_dir)!r} "
+      f"(splits present: {available_splits(root)})."
+    )
   files = []
-  for image_path in sorted(image_dir.glob('*.jpg')):
-    gt_path = gt_dir / f'{image_path.stem}.mat'
+  for image_path in sorted(image_dir.glob("*.jpg")):
+    gt_path = gt_dir / f"{image_path.stem}.mat"
     if not gt_path.is_file():
-      raise _missing(f'BSDS500 ground truth {str(gt_path)!r} is missing for image '
-                     f'{str(image_path)!r}.')
+      raise _missing(
+        f"BSDS500 ground truth {str(gt_path)!r} is missing for image {str(image_path)!r}."
+      )
     files.append((image_path.stem, image_path, gt_path))
   if not files:
-    raise _missing(f'BSDS500 split {split!r}: no .jpg images in {str(image_dir)!r}.')
+    raise _missing(f"BSDS500 split {split!r}: no .jpg images in {str(image_dir)!r}.")
   return files
 
 
@@ -138,28 +143,30 @@ def read_ground_truth(path: os.PathLike | str) -> tuple[np.ndarray, np.ndarray]:
     boundaries [A, H, W] uint8 (0/1) and segmentations [A, H, W] uint16, one per
     annotator, in the file's order.
   """
-  cells = scipy.io.loadmat(os.fspath(path))['groundTruth']  # 1 x A cell of structs
+  cells = scipy.io.loadmat(os.fspath(path))["groundTruth"]  # 1 x A cell of structs
   annotations = [cells[0, a] for a in range(cells.shape[1])]
-  boundaries = np.stack([np.asarray(s['Boundaries'][0, 0], np.uint8) for s in annotations])
-  segmentations = np.stack(
-      [np.asarray(s['Segmentation'][0, 0], np.uint16) for s in annotations])
+  boundaries = np.stack([np.asarray(s["Boundaries"][0, 0], np.uint8) for s in annotations])
+  segmentations = np.stack([np.asarray(s["Segmentation"][0, 0], np.uint16) for s in annotations])
   return boundaries, segmentations
 
 
-def make_example(image: np.ndarray, boundaries: np.ndarray, segmentations: np.ndarray,
-                 example_id: str | bytes) -> dict[str, Any]:
+def make_example(
+  image: np.ndarray, boundaries: np.ndarray, segmentations: np.ndarray, example_id: str | bytes
+) -> dict[str, Any]:
   """The project's example dict; `edges [H, W] float32` = mean of annotators' boundaries."""
   if isinstance(example_id, bytes):
-    example_id = example_id.decode('utf-8')
+    example_id = example_id.decode("utf-8")
   if image.shape[:2] != boundaries.shape[1:]:
-    raise ValueError(f'BSDS500 example {example_id}: image {image.shape} and boundaries '
-                     f'{boundaries.shape} differ in size.')
+    raise ValueError(
+      f"BSDS500 example {example_id}: image {image.shape} and boundaries "
+      f"{boundaries.shape} differ in size."
+    )
   return {
-      'image': image,
-      'edges': boundaries.astype(np.float32).mean(axis=0),
-      'boundaries': boundaries,
-      'segmentations': segmentations,
-      'id': example_id,
+    "image": image,
+    "edges": boundaries.astype(np.float32).mean(axis=0),
+    "boundaries": boundaries,
+    "segmentations": segmentations,
+    "id": example_id,
   }
 
 
@@ -174,24 +181,29 @@ def extract_archive(archive: os.PathLike | str, target_dir: os.PathLike | str) -
   makes a completed extraction reusable.
   """
   target = pathlib.Path(target_dir)
-  marker = target / '.bsds500_extracted'
+  marker = target / ".bsds500_extracted"
   if not marker.exists():
-    prefix = '/'.join(_DATA_SUBDIR) + '/'
+    prefix = "/".join(_DATA_SUBDIR) + "/"
     target.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(os.fspath(archive), 'r:*') as tar:
-      members = [m for m in tar.getmembers()
-                 if m.name.startswith(prefix) and (m.isfile() or m.isdir())
-                 and '..' not in pathlib.PurePosixPath(m.name).parts]
+    with tarfile.open(os.fspath(archive), "r:*") as tar:
+      members = [
+        m
+        for m in tar.getmembers()
+        if m.name.startswith(prefix)
+        and (m.isfile() or m.isdir())
+        and ".." not in pathlib.PurePosixPath(m.name).parts
+      ]
       if not any(m.isfile() for m in members):
-        raise _missing(f'{str(archive)!r} holds no {prefix} folder: is it {ARCHIVE_NAME}?')
-      kwargs = {'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}
+        raise _missing(f"{str(archive)!r} holds no {prefix} folder: is it {ARCHIVE_NAME}?")
+      kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
       tar.extractall(target, members=members, **kwargs)
     marker.touch()
   return find_data_root(target)
 
 
-def resolve_manual_dir(manual_dir: os.PathLike | str,
-                       extract_dir: os.PathLike | str | None = None) -> pathlib.Path:
+def resolve_manual_dir(
+  manual_dir: os.PathLike | str, extract_dir: os.PathLike | str | None = None
+) -> pathlib.Path:
   """The data root from a manual dir holding `BSR/` or the archive (extracted to extract_dir)."""
   manual_dir = pathlib.Path(manual_dir).expanduser()
   try:
@@ -200,7 +212,7 @@ def resolve_manual_dir(manual_dir: os.PathLike | str,
     archive = manual_dir / ARCHIVE_NAME
     if not archive.is_file():
       raise
-  return extract_archive(archive, extract_dir or manual_dir / 'extracted')
+  return extract_archive(archive, extract_dir or manual_dir / "extracted")
 
 
 # ---------------------------------------------------------------------------------------
@@ -210,8 +222,8 @@ def resolve_manual_dir(manual_dir: os.PathLike | str,
 class Bsds500(tfds.core.GeneratorBasedBuilder):
   """BSDS500 images with every annotator's boundaries and segmentation."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Initial release: image, boundaries, segmentations, id.'}
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release: image, boundaries, segmentations, id."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
   # Keep the sorted-id order of the files, as the BSDS benchmark lists per-image results.
   disable_shuffling = True
@@ -223,7 +235,7 @@ class Bsds500(tfds.core.GeneratorBasedBuilder):
     # package's resources, which fails for namespace packages; name this file directly.
     return epath.Path(__file__)
 
-  def __init__(self, *, file_format: str | None = 'array_record', **kwargs):
+  def __init__(self, *, file_format: str | None = "array_record", **kwargs):
     # array_record: random access (tfds.data_source) without TensorFlow.
     super().__init__(file_format=file_format, **kwargs)
 
@@ -231,49 +243,60 @@ class Bsds500(tfds.core.GeneratorBasedBuilder):
     # DatasetInfo directly: dataset_info_from_configs would look for metadata files
     # (checksums, citations) next to this module.
     return tfds.core.DatasetInfo(
-        builder=self,
-        description='BSDS500 natural images with 4-9 human boundary and segmentation '
-                    'annotations each (Arbelaez et al., TPAMI 2011).',
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Image(shape=(None, None, 3), encoding_format='jpeg'),
-            'boundaries': tfds.features.Tensor(
-                shape=(None, None, None), dtype=np.uint8,
-                encoding=tfds.features.Encoding.ZLIB,
-                doc='[annotators, H, W] 0/1 boundary maps'),
-            'segmentations': tfds.features.Tensor(
-                shape=(None, None, None), dtype=np.uint16,
-                encoding=tfds.features.Encoding.ZLIB,
-                doc='[annotators, H, W] region ids'),
-            'id': tfds.features.Text(),
-        }),
-        homepage=_HOMEPAGE,
+      builder=self,
+      description="BSDS500 natural images with 4-9 human boundary and segmentation "
+      "annotations each (Arbelaez et al., TPAMI 2011).",
+      features=tfds.features.FeaturesDict(
+        {
+          "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+          "boundaries": tfds.features.Tensor(
+            shape=(None, None, None),
+            dtype=np.uint8,
+            encoding=tfds.features.Encoding.ZLIB,
+            doc="[annotators, H, W] 0/1 boundary maps",
+          ),
+          "segmentations": tfds.features.Tensor(
+            shape=(None, None, None),
+            dtype=np.uint16,
+            encoding=tfds.features.Encoding.ZLIB,
+            doc="[annotators, H, W] region ids",
+          ),
+          "id": tfds.features.Text(),
+        }
+      ),
+      homepage=_HOMEPAGE,
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     try:
       manual_dir = dl_manager.manual_dir
     except AssertionError as e:  # TFDS's "does not exist or is empty"
-      raise _missing(str(e).split(' Create it')[0]) from e
-    root = resolve_manual_dir(os.fspath(manual_dir),
-                              os.fspath(dl_manager.download_dir / 'bsds500_extracted'))
+      raise _missing(str(e).split(" Create it")[0]) from e
+    root = resolve_manual_dir(
+      os.fspath(manual_dir), os.fspath(dl_manager.download_dir / "bsds500_extracted")
+    )
     splits = available_splits(root)
     if not splits:
-      raise _missing(f'No split folder ({"/".join(SPLITS)}) under {str(root / "images")!r}.')
+      raise _missing(f"No split folder ({'/'.join(SPLITS)}) under {str(root / 'images')!r}.")
     return {split: self._generate_examples(root, split) for split in splits}
 
   def _generate_examples(self, root: pathlib.Path, split: str) -> Iterator[tuple[str, dict]]:
     for example_id, image_path, gt_path in list_split(root, split):
       boundaries, segmentations = read_ground_truth(gt_path)
-      yield example_id, {
-          'image': image_path.read_bytes(),  # the JPEG as is: no TensorFlow encoder needed
-          'boundaries': boundaries,
-          'segmentations': segmentations,
-          'id': example_id,
-      }
+      yield (
+        example_id,
+        {
+          "image": image_path.read_bytes(),  # the JPEG as is: no TensorFlow encoder needed
+          "boundaries": boundaries,
+          "segmentations": segmentations,
+          "id": example_id,
+        },
+      )
 
 
-def build(data_dir: os.PathLike | str | None = None,
-          manual_dir: os.PathLike | str | None = None) -> Bsds500:
+def build(
+  data_dir: os.PathLike | str | None = None, manual_dir: os.PathLike | str | None = None
+) -> Bsds500:
   """Prepares the TFDS dataset if needed and returns the builder.
 
   Args:
@@ -284,12 +307,15 @@ def build(data_dir: os.PathLike | str | None = None,
   if not builder.is_prepared():
     manual = pathlib.Path(os.fspath(manual_dir)) if manual_dir else None
     if manual is None:
-      manual = pathlib.Path(os.fspath(builder.data_dir_root)) / 'downloads' / 'manual'
+      manual = pathlib.Path(os.fspath(builder.data_dir_root)) / "downloads" / "manual"
     if not manual.is_dir():
-      raise _missing(f'The BSDS500 TFDS dataset is not prepared in {builder.data_dir!r} '
-                     f'and the manual directory {str(manual)!r} does not exist.')
+      raise _missing(
+        f"The BSDS500 TFDS dataset is not prepared in {builder.data_dir!r} "
+        f"and the manual directory {str(manual)!r} does not exist."
+      )
     builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual)))
+      download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual))
+    )
   return builder
 
 
@@ -304,29 +330,38 @@ class Bsds500Source:
   uint8, segmentations [A, H, W] uint16, id str}.
   """
 
-  def __init__(self, split: str, data_dir: os.PathLike | str | None = None,
-               manual_dir: os.PathLike | str | None = None):
+  def __init__(
+    self,
+    split: str,
+    data_dir: os.PathLike | str | None = None,
+    manual_dir: os.PathLike | str | None = None,
+  ):
     if split not in SPLITS:
-      raise ValueError(f'BSDS500 split must be one of {SPLITS}, got {split!r}.')
+      raise ValueError(f"BSDS500 split must be one of {SPLITS}, got {split!r}.")
     builder = build(data_dir, manual_dir)
     if split not in builder.info.splits:
-      raise _missing(f'BSDS500 split {split!r} was not in the manual directory when the '
-                     f'dataset was built (splits: {sorted(builder.info.splits)}).')
+      raise _missing(
+        f"BSDS500 split {split!r} was not in the manual directory when the "
+        f"dataset was built (splits: {sorted(builder.info.splits)})."
+      )
     self.split = split
     # Image bytes decoded here with PIL, the same decoder as Bsds500FolderSource.
-    self._records = builder.as_data_source(
-        split, decoders={'image': tfds.decode.SkipDecoding()})
+    self._records = builder.as_data_source(split, decoders={"image": tfds.decode.SkipDecoding()})
 
   def __len__(self) -> int:
     return len(self._records)
 
   def __getitem__(self, index: int) -> dict[str, Any]:
     record = self._records[index]
-    return make_example(decode_image(record['image'], record['id']), record['boundaries'],
-                        record['segmentations'], record['id'])
+    return make_example(
+      decode_image(record["image"], record["id"]),
+      record["boundaries"],
+      record["segmentations"],
+      record["id"],
+    )
 
   def __repr__(self) -> str:
-    return f'Bsds500Source(split={self.split!r}, len={len(self)})'
+    return f"Bsds500Source(split={self.split!r}, len={len(self)})"
 
 
 class Bsds500FolderSource:
@@ -345,16 +380,20 @@ class Bsds500FolderSource:
   def __getitem__(self, index: int) -> dict[str, Any]:
     example_id, image_path, gt_path = self._files[index]
     boundaries, segmentations = read_ground_truth(gt_path)
-    return make_example(decode_image(image_path.read_bytes(), image_path), boundaries,
-                        segmentations, example_id)
+    return make_example(
+      decode_image(image_path.read_bytes(), image_path), boundaries, segmentations, example_id
+    )
 
   def __repr__(self) -> str:
-    return f'Bsds500FolderSource(split={self.split!r}, len={len(self)})'
+    return f"Bsds500FolderSource(split={self.split!r}, len={len(self)})"
 
 
-@DATASETS.register("bsds500", defaults=dict(
-    data_dir=config_dict.placeholder(str), manual_dir=config_dict.placeholder(str),
-    backend="tfds"))
+@DATASETS.register(
+  "bsds500",
+  defaults=dict(
+    data_dir=config_dict.placeholder(str), manual_dir=config_dict.placeholder(str), backend="tfds"
+  ),
+)
 def bsds500_source(split: str, config) -> Bsds500Source | Bsds500FolderSource:
   """The registry's factory.
 
@@ -362,15 +401,17 @@ def bsds500_source(split: str, config) -> Bsds500Source | Bsds500FolderSource:
   BSR/ is), ``backend`` ('tfds': build/read the array_record dataset; 'folder': read the
   extracted BSR/ folder in manual_dir directly).
   """
-  backend = config.get('backend') or 'tfds'
-  manual_dir = config.get('manual_dir')
-  if backend == 'tfds':
-    return Bsds500Source(split, data_dir=config.get('data_dir'), manual_dir=manual_dir)
-  if backend == 'folder':
+  backend = config.get("backend") or "tfds"
+  manual_dir = config.get("manual_dir")
+  if backend == "tfds":
+    return Bsds500Source(split, data_dir=config.get("data_dir"), manual_dir=manual_dir)
+  if backend == "folder":
     if not manual_dir:
       raise FileNotFoundError(
-          'config.dataset.backend="folder" needs config.dataset.manual_dir (the folder '
-          'holding BSR/).\n\n' + MANUAL_DOWNLOAD_INSTRUCTIONS)
+        'config.dataset.backend="folder" needs config.dataset.manual_dir (the folder '
+        "holding BSR/).\n\n" + MANUAL_DOWNLOAD_INSTRUCTIONS
+      )
     return Bsds500FolderSource(split, manual_dir)
-  raise ValueError(f'config.dataset.backend for bsds500 must be "tfds" or "folder", got '
-                   f'{backend!r}.')
+  raise ValueError(
+    f'config.dataset.backend for bsds500 must be "tfds" or "folder", got {backend!r}.'
+  )

@@ -18,19 +18,31 @@ from __future__ import annotations
 
 import os
 import pathlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
-from ml_collections import config_dict
 import numpy as np
 import tensorflow_datasets as tfds
+from ml_collections import config_dict
 
 from pixelnet_jax.data import readers
 from pixelnet_jax.data.registry import DATASETS
 
 SPLITS = ("train", "val", "test")
 # Order of SegNet's Scripts/test_segmentation_camvid.py.
-CLASS_NAMES = ("sky", "building", "pole", "road", "pavement", "tree", "sign_symbol", "fence",
-               "car", "pedestrian", "bicyclist")
+CLASS_NAMES = (
+  "sky",
+  "building",
+  "pole",
+  "road",
+  "pavement",
+  "tree",
+  "sign_symbol",
+  "fence",
+  "car",
+  "pedestrian",
+  "bicyclist",
+)
 NUM_CLASSES = len(CLASS_NAMES)
 VOID_LABEL = 11  # in the annotation files
 _LIST_PREFIX = "/SegNet/"
@@ -59,26 +71,31 @@ def find_root(manual_dir: os.PathLike | str) -> pathlib.Path:
   for root in (path / "CamVid", path):
     if all((root / f"{s}.txt").is_file() for s in ("train", "val")):
       return root
-  raise readers.MissingDataError(f"No CamVid under {str(path)!r}: expected "
-                                 f"{str(path / 'CamVid')}/{{train,val,test}}.txt and the image "
-                                 f"folders.\n\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+  raise readers.MissingDataError(
+    f"No CamVid under {str(path)!r}: expected "
+    f"{str(path / 'CamVid')}/{{train,val,test}}.txt and the image "
+    f"folders.\n\n{MANUAL_DOWNLOAD_INSTRUCTIONS}"
+  )
 
 
 def _resolve(root: pathlib.Path, listed: str, list_path: pathlib.Path) -> pathlib.Path:
   if listed.startswith(_LIST_PREFIX):
-    listed = listed[len(_LIST_PREFIX):]
+    listed = listed[len(_LIST_PREFIX) :]
   elif os.path.isabs(listed):
-    raise readers.DataError(f"{str(list_path)!r} names {listed!r}, an absolute path without "
-                            f"SegNet's {_LIST_PREFIX!r} prefix; use the lists of the SegNet "
-                            f"tutorial.")
+    raise readers.DataError(
+      f"{str(list_path)!r} names {listed!r}, an absolute path without "
+      f"SegNet's {_LIST_PREFIX!r} prefix; use the lists of the SegNet "
+      f"tutorial."
+    )
   parts = pathlib.PurePosixPath(listed).parts
   if parts and parts[0] == "CamVid":
     parts = parts[1:]
   return root.joinpath(*parts)
 
 
-def list_split(manual_dir: os.PathLike | str, split: str) -> list[tuple[str, pathlib.Path,
-                                                                         pathlib.Path]]:
+def list_split(
+  manual_dir: os.PathLike | str, split: str
+) -> list[tuple[str, pathlib.Path, pathlib.Path]]:
   """(id, image_path, label_path) of each line of `CamVid/<split>.txt`, in list order."""
   if split not in SPLITS:
     raise ValueError(f"CamVid split must be one of {SPLITS}, got {split!r}.")
@@ -91,8 +108,9 @@ def list_split(manual_dir: os.PathLike | str, split: str) -> list[tuple[str, pat
       raise readers.DataError(f"{str(list_path)!r}: line {line!r} should be '<image> <label>'.")
     image_path, label_path = (_resolve(root, f, list_path) for f in fields)
     for path, what in ((image_path, "image"), (label_path, "annotation")):
-      readers.require_file(path, f"CamVid {what} listed in {str(list_path)!r}",
-                           MANUAL_DOWNLOAD_INSTRUCTIONS)
+      readers.require_file(
+        path, f"CamVid {what} listed in {str(list_path)!r}", MANUAL_DOWNLOAD_INSTRUCTIONS
+      )
     records.append((image_path.stem, image_path, label_path))
   return records
 
@@ -105,8 +123,9 @@ def read_label(path: os.PathLike | str) -> np.ndarray:
 def load_example(record: tuple[str, pathlib.Path, pathlib.Path]) -> dict[str, Any]:
   """One (id, image_path, label_path) -> {image, label, id}, checked."""
   example_id, image_path, label_path = record
-  return readers.segmentation_example(readers.read_image(image_path), read_label(label_path),
-                                      example_id, NUM_CLASSES, label_path)
+  return readers.segmentation_example(
+    readers.read_image(image_path), read_label(label_path), example_id, NUM_CLASSES, label_path
+  )
 
 
 class Camvid(readers.ArrayRecordBuilder):
@@ -118,14 +137,20 @@ class Camvid(readers.ArrayRecordBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.make_info(
-        "CamVid driving frames with 11 classes + void (Brostow et al. 2009), SegNet's "
-        "480x360 version.",
-        {"image": tfds.features.Image(shape=(None, None, 3), encoding_format="png"),
-         "label": tfds.features.Tensor(shape=(None, None), dtype=np.uint8,
-                                       encoding=tfds.features.Encoding.ZLIB,
-                                       doc="[H, W] classes 0..10, 255 = void"),
-         "id": tfds.features.Text()},
-        _HOMEPAGE)
+      "CamVid driving frames with 11 classes + void (Brostow et al. 2009), SegNet's "
+      "480x360 version.",
+      {
+        "image": tfds.features.Image(shape=(None, None, 3), encoding_format="png"),
+        "label": tfds.features.Tensor(
+          shape=(None, None),
+          dtype=np.uint8,
+          encoding=tfds.features.Encoding.ZLIB,
+          doc="[H, W] classes 0..10, 255 = void",
+        ),
+        "id": tfds.features.Text(),
+      },
+      _HOMEPAGE,
+    )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     root = find_root(readers.manual_dir_of(dl_manager, MANUAL_DOWNLOAD_INSTRUCTIONS))
@@ -136,17 +161,25 @@ class Camvid(readers.ArrayRecordBuilder):
     # Keyed by list position: with disable_shuffling TFDS stores examples in key order.
     for index, record in enumerate(list_split(root, split)):
       example = load_example(record)  # checks the files at build time
-      yield index, {"image": record[1].read_bytes(),
-                            "label": example["label"].astype(np.uint8), "id": example["id"]}
+      yield (
+        index,
+        {
+          "image": record[1].read_bytes(),
+          "label": example["label"].astype(np.uint8),
+          "id": example["id"],
+        },
+      )
 
 
 def _from_record(record) -> dict[str, Any]:
-  return readers.segmentation_example(readers.decode_image(record["image"], record["id"]),
-                                      record["label"], record["id"], NUM_CLASSES)
+  return readers.segmentation_example(
+    readers.decode_image(record["image"], record["id"]), record["label"], record["id"], NUM_CLASSES
+  )
 
 
-def tfds_source(split: str, data_dir: os.PathLike | str | None = None,
-                manual_dir: os.PathLike | str | None = None) -> readers.TfdsSource:
+def tfds_source(
+  split: str, data_dir: os.PathLike | str | None = None, manual_dir: os.PathLike | str | None = None
+) -> readers.TfdsSource:
   """CamVid from the array_record dataset in data_dir (built from manual_dir on first use)."""
   if split not in SPLITS:
     raise ValueError(f"CamVid split must be one of {SPLITS}, got {split!r}.")
@@ -159,9 +192,12 @@ def folder_source(split: str, manual_dir: os.PathLike | str) -> readers.ListSour
   return readers.ListSource("camvid", split, list_split(manual_dir, split), load_example)
 
 
-@DATASETS.register("camvid", defaults=dict(
-    data_dir=config_dict.placeholder(str), manual_dir=config_dict.placeholder(str),
-    backend="tfds"))
+@DATASETS.register(
+  "camvid",
+  defaults=dict(
+    data_dir=config_dict.placeholder(str), manual_dir=config_dict.placeholder(str), backend="tfds"
+  ),
+)
 def camvid_source(split: str, config) -> readers.TfdsSource | readers.ListSource:
   """The registry's factory: ``data_dir`` (TFDS), ``manual_dir`` (holding CamVid/),
   ``backend`` ('tfds' | 'folder')."""

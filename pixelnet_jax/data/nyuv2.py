@@ -40,11 +40,12 @@ from __future__ import annotations
 
 import os
 import pathlib
-from typing import Any, Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
-from ml_collections import config_dict
 import numpy as np
 import tensorflow_datasets as tfds
+from ml_collections import config_dict
 
 from pixelnet_jax.data import readers
 from pixelnet_jax.data.registry import DATASETS
@@ -87,33 +88,43 @@ def detect_layout(manual_dir: os.PathLike | str) -> str:
   if any((path / d / "img").is_dir() for d in ("train", "test")):
     return "png"
   raise readers.MissingDataError(
-      f"No NYUv2 normals under {str(path)!r}: expected train/image/ and val/image/ (MTAN) "
-      f"or train/img/ and test/img/ (PNG).\n\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    f"No NYUv2 normals under {str(path)!r}: expected train/image/ and val/image/ (MTAN) "
+    f"or train/img/ and test/img/ (PNG).\n\n{MANUAL_DOWNLOAD_INSTRUCTIONS}"
+  )
 
 
 def list_split(manual_dir: os.PathLike | str, split: str) -> list[Record]:
   """The split's (id, image, normal) files; MTAN in index order, PNG sorted by name."""
   if split not in SPLITS:
-    raise ValueError(f"NYUv2 split must be one of {SPLITS}, got {split!r} (MTAN's val/ "
-                     f"is the test split).")
+    raise ValueError(
+      f"NYUv2 split must be one of {SPLITS}, got {split!r} (MTAN's val/ is the test split)."
+    )
   layout = detect_layout(manual_dir)
   folder = pathlib.Path(manual_dir) / _FOLDERS[layout][split]
   if layout == "mtan":
-    image_dir = readers.require_dir(folder / "image", f"NYUv2 {split} images (MTAN)",
-                                    MANUAL_DOWNLOAD_INSTRUCTIONS)
+    image_dir = readers.require_dir(
+      folder / "image", f"NYUv2 {split} images (MTAN)", MANUAL_DOWNLOAD_INSTRUCTIONS
+    )
     count = len(list(image_dir.glob("*.npy")))
     names = [str(i) for i in range(count)]
-    records = [Record(f"{split}/{n}", image_dir / f"{n}.npy", folder / "normal" / f"{n}.npy")
-               for n in names]
+    records = [
+      Record(f"{split}/{n}", image_dir / f"{n}.npy", folder / "normal" / f"{n}.npy") for n in names
+    ]
   else:
-    image_dir = readers.require_dir(folder / "img", f"NYUv2 {split} images (PNG)",
-                                    MANUAL_DOWNLOAD_INSTRUCTIONS)
-    records = [Record(f"{split}/{p.stem}", p, folder / "norm" / p.name)
-               for p in sorted(image_dir.glob("*.png"))]
+    image_dir = readers.require_dir(
+      folder / "img", f"NYUv2 {split} images (PNG)", MANUAL_DOWNLOAD_INSTRUCTIONS
+    )
+    records = [
+      Record(f"{split}/{p.stem}", p, folder / "norm" / p.name)
+      for p in sorted(image_dir.glob("*.png"))
+    ]
   for record in records:
     readers.require_file(record.image_path, f"NYUv2 {split} image", MANUAL_DOWNLOAD_INSTRUCTIONS)
-    readers.require_file(record.normal_path, f"NYUv2 {split} normals of {record.image_path}",
-                         MANUAL_DOWNLOAD_INSTRUCTIONS)
+    readers.require_file(
+      record.normal_path,
+      f"NYUv2 {split} normals of {record.image_path}",
+      MANUAL_DOWNLOAD_INSTRUCTIONS,
+    )
   return records
 
 
@@ -121,11 +132,11 @@ def _load_npy(path: pathlib.Path, shape_end: tuple[int, ...], what: str) -> np.n
   try:
     array = np.load(path, allow_pickle=False)
   except (OSError, ValueError, EOFError) as e:
-    raise readers.DataError(f"Cannot read {what} {str(path)!r} ({e}); the file is corrupt "
-                            f"or truncated: extract it again.") from e
+    raise readers.DataError(
+      f"Cannot read {what} {str(path)!r} ({e}); the file is corrupt or truncated: extract it again."
+    ) from e
   if array.ndim != 3 or array.shape[2:] != shape_end:
-    raise readers.DataError(f"{what} {str(path)!r} has shape {array.shape}, expected "
-                            f"[H, W, 3].")
+    raise readers.DataError(f"{what} {str(path)!r} has shape {array.shape}, expected [H, W, 3].")
   if not np.isfinite(array).all():
     raise readers.DataError(f"{what} {str(path)!r} holds non-finite values.")
   return array
@@ -134,8 +145,10 @@ def _load_npy(path: pathlib.Path, shape_end: tuple[int, ...], what: str) -> np.n
 def mtan_image(array: np.ndarray, path: os.PathLike | str) -> np.ndarray:
   """MTAN image float [H, W, 3] in [0, 1] -> uint8 (round(255 x)); out of range = error."""
   if array.min() < 0 or array.max() > 1:
-    raise readers.DataError(f"MTAN image {str(path)!r} has values in [{array.min():.3g}, "
-                            f"{array.max():.3g}], expected [0, 1].")
+    raise readers.DataError(
+      f"MTAN image {str(path)!r} has values in [{array.min():.3g}, "
+      f"{array.max():.3g}], expected [0, 1]."
+    )
   return np.round(array * 255.0).astype(np.uint8)
 
 
@@ -150,8 +163,9 @@ def unit_normals(vectors: np.ndarray, path: os.PathLike | str) -> tuple[np.ndarr
   off = valid & (np.abs(length - 1) > _LENGTH_TOLERANCE)
   if off.any():
     raise readers.DataError(
-        f"Normals {str(path)!r}: {int(off.sum())} non-zero vectors are not unit (lengths "
-        f"{length[off].min():.3g}..{length[off].max():.3g}); wrong file or decoding.")
+      f"Normals {str(path)!r}: {int(off.sum())} non-zero vectors are not unit (lengths "
+      f"{length[off].min():.3g}..{length[off].max():.3g}); wrong file or decoding."
+    )
   safe = np.where(valid, length, 1.0)[..., None]
   return np.where(valid[..., None], vectors / safe, 0.0).astype(np.float32), valid
 
@@ -169,8 +183,9 @@ def png_normals(rgb: np.ndarray) -> np.ndarray:
 
 def read_normals_png(path: os.PathLike | str) -> np.ndarray:
   """An RGB normals PNG -> [H, W, 3] uint8 as stored (RGB mode required, no conversion)."""
-  return readers.decode_exact(readers.read_bytes(path, "normals PNG"), ("RGB",), path,
-                              "normals PNG")
+  return readers.decode_exact(
+    readers.read_bytes(path, "normals PNG"), ("RGB",), path, "normals PNG"
+  )
 
 
 def load_raw(record: Record) -> tuple[bytes, np.ndarray, np.ndarray]:
@@ -178,34 +193,42 @@ def load_raw(record: Record) -> tuple[bytes, np.ndarray, np.ndarray]:
   if record.image_path.suffix == ".npy":
     image = mtan_image(_load_npy(record.image_path, (3,), "MTAN image"), record.image_path)
     image_bytes = readers.encode_png(image)
-    normals, valid = unit_normals(_load_npy(record.normal_path, (3,), "MTAN normals"),
-                                  record.normal_path)
+    normals, valid = unit_normals(
+      _load_npy(record.normal_path, (3,), "MTAN normals"), record.normal_path
+    )
     normals = mtan_to_camera(normals)
   else:
     image_bytes = readers.read_bytes(record.image_path, "NYUv2 image")
     image = readers.decode_image(image_bytes, record.image_path)
-    normals, valid = unit_normals(png_normals(read_normals_png(record.normal_path)),
-                                  record.normal_path)
+    normals, valid = unit_normals(
+      png_normals(read_normals_png(record.normal_path)), record.normal_path
+    )
   readers.check_same_size(image, normals, record.normal_path, "normal map")
   return image_bytes, normals, valid
 
 
-def make_example(image: np.ndarray, normals: np.ndarray, valid: np.ndarray,
-                 example_id: str | bytes) -> dict[str, Any]:
+def make_example(
+  image: np.ndarray, normals: np.ndarray, valid: np.ndarray, example_id: str | bytes
+) -> dict[str, Any]:
   """{image uint8, normals float32, normals_valid bool, id str} after the size check."""
   if isinstance(example_id, bytes):
     example_id = example_id.decode("utf-8")
   normals = np.asarray(normals, np.float32)
   readers.check_same_size(image, normals, example_id, "normal map")
-  return {"image": image, "normals": normals, "normals_valid": np.asarray(valid, bool),
-          "id": example_id}
+  return {
+    "image": image,
+    "normals": normals,
+    "normals_valid": np.asarray(valid, bool),
+    "id": example_id,
+  }
 
 
 def load_example(record: Record) -> dict[str, Any]:
   """One record -> the example (image decoded from the same bytes the TFDS build stores)."""
   image_bytes, normals, valid = load_raw(record)
-  return make_example(readers.decode_image(image_bytes, record.image_path), normals, valid,
-                      record.id)
+  return make_example(
+    readers.decode_image(image_bytes, record.image_path), normals, valid, record.id
+  )
 
 
 class Nyuv2Normals(readers.ArrayRecordBuilder):
@@ -217,16 +240,23 @@ class Nyuv2Normals(readers.ArrayRecordBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.make_info(
-        "NYU Depth v2 (Silberman et al. 2012) RGB frames with surface normals in camera "
-        "coordinates (x right, y down, z towards the camera) and their validity.",
-        {"image": tfds.features.Image(shape=(None, None, 3), encoding_format="png"),
-         "normals": tfds.features.Tensor(shape=(None, None, 3), dtype=np.float32,
-                                         encoding=tfds.features.Encoding.ZLIB,
-                                         doc="[H, W, 3] unit normals, 0 where invalid"),
-         "normals_valid": tfds.features.Tensor(shape=(None, None), dtype=np.bool_,
-                                               encoding=tfds.features.Encoding.ZLIB),
-         "id": tfds.features.Text()},
-        _HOMEPAGE)
+      "NYU Depth v2 (Silberman et al. 2012) RGB frames with surface normals in camera "
+      "coordinates (x right, y down, z towards the camera) and their validity.",
+      {
+        "image": tfds.features.Image(shape=(None, None, 3), encoding_format="png"),
+        "normals": tfds.features.Tensor(
+          shape=(None, None, 3),
+          dtype=np.float32,
+          encoding=tfds.features.Encoding.ZLIB,
+          doc="[H, W, 3] unit normals, 0 where invalid",
+        ),
+        "normals_valid": tfds.features.Tensor(
+          shape=(None, None), dtype=np.bool_, encoding=tfds.features.Encoding.ZLIB
+        ),
+        "id": tfds.features.Text(),
+      },
+      _HOMEPAGE,
+    )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     manual_dir = readers.manual_dir_of(dl_manager, MANUAL_DOWNLOAD_INSTRUCTIONS)
@@ -234,27 +264,34 @@ class Nyuv2Normals(readers.ArrayRecordBuilder):
     splits = [s for s in SPLITS if (manual_dir / _FOLDERS[layout][s]).is_dir()]
     return {s: self._generate_examples(manual_dir, s) for s in splits}
 
-  def _generate_examples(self, manual_dir: pathlib.Path,
-                         split: str) -> Iterator[tuple[int, dict]]:
+  def _generate_examples(self, manual_dir: pathlib.Path, split: str) -> Iterator[tuple[int, dict]]:
     for index, record in enumerate(list_split(manual_dir, split)):
       image_bytes, normals, valid = load_raw(record)
       readers.decode_image(image_bytes, record.image_path)  # checked at build time
-      yield index, {"image": image_bytes, "normals": normals, "normals_valid": valid,
-                    "id": record.id}
+      yield (
+        index,
+        {"image": image_bytes, "normals": normals, "normals_valid": valid, "id": record.id},
+      )
 
 
 def _from_record(record) -> dict[str, Any]:
-  return make_example(readers.decode_image(record["image"], record["id"]), record["normals"],
-                      record["normals_valid"], record["id"])
+  return make_example(
+    readers.decode_image(record["image"], record["id"]),
+    record["normals"],
+    record["normals_valid"],
+    record["id"],
+  )
 
 
-def tfds_source(split: str, data_dir: os.PathLike | str | None = None,
-                manual_dir: os.PathLike | str | None = None) -> readers.TfdsSource:
+def tfds_source(
+  split: str, data_dir: os.PathLike | str | None = None, manual_dir: os.PathLike | str | None = None
+) -> readers.TfdsSource:
   """NYUv2 normals from the array_record dataset (built from manual_dir on first use)."""
   if split not in SPLITS:
     raise ValueError(f"NYUv2 split must be one of {SPLITS}, got {split!r}.")
-  builder = readers.prepare_builder(Nyuv2Normals, data_dir, manual_dir,
-                                    MANUAL_DOWNLOAD_INSTRUCTIONS)
+  builder = readers.prepare_builder(
+    Nyuv2Normals, data_dir, manual_dir, MANUAL_DOWNLOAD_INSTRUCTIONS
+  )
   return readers.TfdsSource(builder, split, _from_record)
 
 
@@ -263,14 +300,16 @@ def folder_source(split: str, manual_dir: os.PathLike | str) -> readers.ListSour
   return readers.ListSource("nyuv2_normals", split, list_split(manual_dir, split), load_example)
 
 
-@DATASETS.register("nyuv2_normals", defaults=dict(
-    data_dir=config_dict.placeholder(str), manual_dir=config_dict.placeholder(str),
-    backend="tfds"))
+@DATASETS.register(
+  "nyuv2_normals",
+  defaults=dict(
+    data_dir=config_dict.placeholder(str), manual_dir=config_dict.placeholder(str), backend="tfds"
+  ),
+)
 def nyuv2_normals_source(split: str, config) -> readers.TfdsSource | readers.ListSource:
   """The registry's factory: ``data_dir``, ``manual_dir`` (holding train/ and val/ or test/),
   ``backend`` ('tfds' | 'folder'). Splits: 'train', 'test'."""
-  backend, manual_dir = readers.check_backend("nyuv2_normals", config,
-                                              MANUAL_DOWNLOAD_INSTRUCTIONS)
+  backend, manual_dir = readers.check_backend("nyuv2_normals", config, MANUAL_DOWNLOAD_INSTRUCTIONS)
   if backend == "folder":
     return folder_source(split, manual_dir)
   return tfds_source(split, config.get("data_dir"), manual_dir)

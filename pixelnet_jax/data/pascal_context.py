@@ -32,12 +32,13 @@ import functools
 import os
 import pathlib
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
-from ml_collections import config_dict
 import numpy as np
 import scipy.io
 import tensorflow_datasets as tfds
+from ml_collections import config_dict
 
 from pixelnet_jax.data import readers
 from pixelnet_jax.data.registry import DATASETS
@@ -92,10 +93,12 @@ def find_class_lists(manual_dir: os.PathLike | str) -> tuple[pathlib.Path, pathl
       break
   else:
     raise readers.MissingDataError(
-        f"No PASCAL-Context class list {' or '.join(FULL_LIST_FILES)} in {str(manual_dir)!r}."
-        f"\n\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
-  task = readers.require_file(manual_dir / TASK_LIST_FILE, "PASCAL-Context 59-class list",
-                              MANUAL_DOWNLOAD_INSTRUCTIONS)
+      f"No PASCAL-Context class list {' or '.join(FULL_LIST_FILES)} in {str(manual_dir)!r}."
+      f"\n\n{MANUAL_DOWNLOAD_INSTRUCTIONS}"
+    )
+  task = readers.require_file(
+    manual_dir / TASK_LIST_FILE, "PASCAL-Context 59-class list", MANUAL_DOWNLOAD_INSTRUCTIONS
+  )
   return full, task
 
 
@@ -108,18 +111,23 @@ def full_to_task_table(full_list: os.PathLike | str, task_list: os.PathLike | st
   full = read_class_list(full_list)
   task = read_class_list(task_list)
   if sorted(full) != list(range(1, NUM_FULL_CLASSES + 1)):
-    raise readers.DataError(f"{str(full_list)!r} should list ids 1..{NUM_FULL_CLASSES}, "
-                            f"has {len(full)} entries.")
+    raise readers.DataError(
+      f"{str(full_list)!r} should list ids 1..{NUM_FULL_CLASSES}, has {len(full)} entries."
+    )
   if sorted(task) != list(range(NUM_CLASSES + 1)):
-    raise readers.DataError(f"{str(task_list)!r} should list ids 0..{NUM_CLASSES} (0: "
-                            f"background), has {len(task)} entries.")
+    raise readers.DataError(
+      f"{str(task_list)!r} should list ids 0..{NUM_CLASSES} (0: "
+      f"background), has {len(task)} entries."
+    )
   by_name = {name: i for i, name in full.items()}
   table = np.zeros(NUM_FULL_CLASSES + 1, np.int64)
   for k in range(1, NUM_CLASSES + 1):
     name = NAME_ALIASES.get(task[k], task[k])
     if name not in by_name:
-      raise readers.DataError(f"Class {task[k]!r} of {str(task_list)!r} is not in "
-                              f"{str(full_list)!r}: mismatched class lists.")
+      raise readers.DataError(
+        f"Class {task[k]!r} of {str(task_list)!r} is not in "
+        f"{str(full_list)!r}: mismatched class lists."
+      )
     table[by_name[name]] = k
   return table
 
@@ -133,8 +141,10 @@ def class_names(manual_dir: os.PathLike | str, background: str = "ignore") -> tu
 
 def _check_background(background: str) -> str:
   if background not in BACKGROUNDS:
-    raise ValueError(f"config.dataset.background for pascal_context must be one of "
-                     f"{BACKGROUNDS}, got {background!r}.")
+    raise ValueError(
+      f"config.dataset.background for pascal_context must be one of "
+      f"{BACKGROUNDS}, got {background!r}."
+    )
   return background
 
 
@@ -152,17 +162,21 @@ def read_label_map(path: os.PathLike | str) -> np.ndarray:
   try:
     label_map = np.asarray(scipy.io.loadmat(os.fspath(path))["LabelMap"])
   except Exception as e:  # scipy's many errors for damaged files; KeyError
-    raise readers.DataError(f"Cannot read LabelMap from {str(path)!r} ({type(e).__name__}: "
-                            f"{e}); extract trainval.tar.gz again.") from e
+    raise readers.DataError(
+      f"Cannot read LabelMap from {str(path)!r} ({type(e).__name__}: "
+      f"{e}); extract trainval.tar.gz again."
+    ) from e
   if label_map.ndim != 2:
-    raise readers.DataError(f"{str(path)!r}: LabelMap has shape {label_map.shape}, expected "
-                            f"[H, W].")
+    raise readers.DataError(
+      f"{str(path)!r}: LabelMap has shape {label_map.shape}, expected [H, W]."
+    )
   return label_map
 
 
 def find_voc_root(manual_dir: os.PathLike | str) -> pathlib.Path:
-  path = readers.require_dir(manual_dir, "PASCAL-Context manual directory",
-                             MANUAL_DOWNLOAD_INSTRUCTIONS)
+  path = readers.require_dir(
+    manual_dir, "PASCAL-Context manual directory", MANUAL_DOWNLOAD_INSTRUCTIONS
+  )
   root = path.joinpath(*_VOC_SUBDIR)
   readers.require_dir(root / "JPEGImages", "VOC2010 images", MANUAL_DOWNLOAD_INSTRUCTIONS)
   return root
@@ -171,15 +185,18 @@ def find_voc_root(manual_dir: os.PathLike | str) -> pathlib.Path:
 def split_list_path(manual_dir: os.PathLike | str, split: str) -> pathlib.Path:
   """The split list read (see the module docstring for the order searched)."""
   voc_root = pathlib.Path(manual_dir).joinpath(*_VOC_SUBDIR)
-  candidates = [pathlib.Path(manual_dir) / f"{split}.txt",
-                voc_root / "ImageSets" / "SegmentationContext" / f"{split}.txt",
-                voc_root / "ImageSets" / "Main" / f"{split}.txt"]
+  candidates = [
+    pathlib.Path(manual_dir) / f"{split}.txt",
+    voc_root / "ImageSets" / "SegmentationContext" / f"{split}.txt",
+    voc_root / "ImageSets" / "Main" / f"{split}.txt",
+  ]
   for path in candidates:
     if path.is_file():
       return path
   raise readers.MissingDataError(
-      f"No PASCAL-Context {split} list: none of {[str(p) for p in candidates]} exists."
-      f"\n\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    f"No PASCAL-Context {split} list: none of {[str(p) for p in candidates]} exists."
+    f"\n\n{MANUAL_DOWNLOAD_INSTRUCTIONS}"
+  )
 
 
 def _has_list(manual_dir: os.PathLike | str, split: str) -> bool:
@@ -189,16 +206,19 @@ def _has_list(manual_dir: os.PathLike | str, split: str) -> bool:
     return False
 
 
-def list_split(manual_dir: os.PathLike | str, split: str) -> list[tuple[str, pathlib.Path,
-                                                                         pathlib.Path]]:
+def list_split(
+  manual_dir: os.PathLike | str, split: str
+) -> list[tuple[str, pathlib.Path, pathlib.Path]]:
   """(id, image_path, mat_path) per listed id, in list order."""
   if split not in SPLITS:
     raise ValueError(f"PASCAL-Context split must be one of {SPLITS}, got {split!r}.")
   voc_root = find_voc_root(manual_dir)
   path = split_list_path(manual_dir, split)
   ids = [line.split()[0] for line in readers.read_list(path)]
-  return [(i, voc_root / "JPEGImages" / f"{i}.jpg",
-           pathlib.Path(manual_dir) / "trainval" / f"{i}.mat") for i in ids]
+  return [
+    (i, voc_root / "JPEGImages" / f"{i}.jpg", pathlib.Path(manual_dir) / "trainval" / f"{i}.mat")
+    for i in ids
+  ]
 
 
 class _Reader:
@@ -209,8 +229,7 @@ class _Reader:
     self.background = _check_background(background)
 
   def label60(self, image: np.ndarray, mat_path: pathlib.Path) -> np.ndarray:
-    label60 = readers.remap_labels(read_label_map(mat_path), self.table, NUM_CLASSES + 1,
-                                   mat_path)
+    label60 = readers.remap_labels(read_label_map(mat_path), self.table, NUM_CLASSES + 1, mat_path)
     readers.check_same_size(image, label60, mat_path)
     return label60
 
@@ -230,14 +249,20 @@ class PascalContext(readers.ArrayRecordBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.make_info(
-        "PASCAL-Context (Mottaghi et al. 2014) on VOC2010 images, the 59-class protocol; "
-        "label 0 = background (the other 400 classes and unlabelled), 1..59 the classes.",
-        {"image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
-         "label": tfds.features.Tensor(shape=(None, None), dtype=np.uint8,
-                                       encoding=tfds.features.Encoding.ZLIB,
-                                       doc="[H, W] 0 background, 1..59 classes"),
-         "id": tfds.features.Text()},
-        _HOMEPAGE)
+      "PASCAL-Context (Mottaghi et al. 2014) on VOC2010 images, the 59-class protocol; "
+      "label 0 = background (the other 400 classes and unlabelled), 1..59 the classes.",
+      {
+        "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+        "label": tfds.features.Tensor(
+          shape=(None, None),
+          dtype=np.uint8,
+          encoding=tfds.features.Encoding.ZLIB,
+          doc="[H, W] 0 background, 1..59 classes",
+        ),
+        "id": tfds.features.Text(),
+      },
+      _HOMEPAGE,
+    )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     manual_dir = readers.manual_dir_of(dl_manager, MANUAL_DOWNLOAD_INSTRUCTIONS)
@@ -245,13 +270,19 @@ class PascalContext(readers.ArrayRecordBuilder):
     splits = [s for s in SPLITS if _has_list(manual_dir, s)] or SPLITS  # none: list_split says
     return {s: self._generate_examples(manual_dir, s, reader) for s in splits}
 
-  def _generate_examples(self, manual_dir: pathlib.Path, split: str,
-                         reader: _Reader) -> Iterator[tuple[int, dict]]:
+  def _generate_examples(
+    self, manual_dir: pathlib.Path, split: str, reader: _Reader
+  ) -> Iterator[tuple[int, dict]]:
     for index, (example_id, image_path, mat_path) in enumerate(list_split(manual_dir, split)):
       image = readers.read_image(image_path)  # checked at build time
-      yield index, {"image": readers.read_bytes(image_path),
-                    "label": reader.label60(image, mat_path).astype(np.uint8),
-                    "id": example_id}
+      yield (
+        index,
+        {
+          "image": readers.read_bytes(image_path),
+          "label": reader.label60(image, mat_path).astype(np.uint8),
+          "id": example_id,
+        },
+      )
 
 
 def _from_record(record, background: str) -> dict[str, Any]:
@@ -260,34 +291,46 @@ def _from_record(record, background: str) -> dict[str, Any]:
   return readers.segmentation_example(image, label, record["id"], num_classes)
 
 
-def tfds_source(split: str, data_dir: os.PathLike | str | None = None,
-                manual_dir: os.PathLike | str | None = None,
-                background: str = "ignore") -> readers.TfdsSource:
+def tfds_source(
+  split: str,
+  data_dir: os.PathLike | str | None = None,
+  manual_dir: os.PathLike | str | None = None,
+  background: str = "ignore",
+) -> readers.TfdsSource:
   """PASCAL-Context from the array_record dataset (built from manual_dir on first use)."""
   if split not in SPLITS:
     raise ValueError(f"PASCAL-Context split must be one of {SPLITS}, got {split!r}.")
   _check_background(background)
-  builder = readers.prepare_builder(PascalContext, data_dir, manual_dir,
-                                    MANUAL_DOWNLOAD_INSTRUCTIONS)
-  return readers.TfdsSource(builder, split, functools.partial(_from_record,
-                                                              background=background))
+  builder = readers.prepare_builder(
+    PascalContext, data_dir, manual_dir, MANUAL_DOWNLOAD_INSTRUCTIONS
+  )
+  return readers.TfdsSource(builder, split, functools.partial(_from_record, background=background))
 
 
-def folder_source(split: str, manual_dir: os.PathLike | str,
-                  background: str = "ignore") -> readers.ListSource:
+def folder_source(
+  split: str, manual_dir: os.PathLike | str, background: str = "ignore"
+) -> readers.ListSource:
   """PASCAL-Context read straight from the manual directory; same examples as tfds_source."""
-  return readers.ListSource("pascal_context", split, list_split(manual_dir, split),
-                            _Reader(manual_dir, background))
+  return readers.ListSource(
+    "pascal_context", split, list_split(manual_dir, split), _Reader(manual_dir, background)
+  )
 
 
-@DATASETS.register("pascal_context", defaults=dict(
-    data_dir=config_dict.placeholder(str), manual_dir=config_dict.placeholder(str),
-    backend="tfds", background="ignore"))
+@DATASETS.register(
+  "pascal_context",
+  defaults=dict(
+    data_dir=config_dict.placeholder(str),
+    manual_dir=config_dict.placeholder(str),
+    backend="tfds",
+    background="ignore",
+  ),
+)
 def pascal_context_source(split: str, config) -> readers.TfdsSource | readers.ListSource:
   """The registry's factory: ``data_dir``, ``manual_dir``, ``backend`` ('tfds' | 'folder'),
   ``background`` ('ignore': 59 classes 0..58, background 255 | 'class': 60, background 0)."""
-  backend, manual_dir = readers.check_backend("pascal_context", config,
-                                              MANUAL_DOWNLOAD_INSTRUCTIONS)
+  backend, manual_dir = readers.check_backend(
+    "pascal_context", config, MANUAL_DOWNLOAD_INSTRUCTIONS
+  )
   background = config.get("background") or "ignore"
   if backend == "folder":
     return folder_source(split, manual_dir, background)

@@ -31,15 +31,15 @@ import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from absl import flags
 import grain
 import numpy as np
+from absl import flags
 
 # ImageNet statistics of RGB in [0, 1] (torchvision's), the usual choice for VGG trunks.
 IMAGE_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGE_STD = np.array([0.229, 0.224, 0.225], np.float32)
 
-VALID_KEY = 'valid'
+VALID_KEY = "valid"
 # Per-channel colour gain of the original solver.
 DEFAULT_GAIN_RANGE = (0.8, 1.3)
 
@@ -53,12 +53,13 @@ class LabelSpec:
     hflip: applied to the values after a left-right mirror of the map (e.g. negate
       the image-right component of surface normals); None: values unchanged.
   """
+
   pad_value: Any = 0
   hflip: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 LabelSpecs = Mapping[str, LabelSpec]
-_IMAGE_SPECS = {'image': LabelSpec(0), VALID_KEY: LabelSpec(False)}
+_IMAGE_SPECS = {"image": LabelSpec(0), VALID_KEY: LabelSpec(False)}
 
 
 def _spec(key: str, specs: LabelSpecs | None) -> LabelSpec:
@@ -69,21 +70,22 @@ def normalize_image(image: Any) -> np.ndarray:
   """image [..., 3] uint8 (or float in 0..255) -> float32 (rgb/255 - IMAGE_MEAN) / IMAGE_STD."""
   image = np.asarray(image, np.float32)
   if image.shape[-1:] != (3,):
-    raise ValueError(f'image must end in 3 RGB channels, got shape {image.shape}.')
+    raise ValueError(f"image must end in 3 RGB channels, got shape {image.shape}.")
   return (image / 255.0 - IMAGE_MEAN) / IMAGE_STD
 
 
 def as_pair(size: int | Sequence[int], name: str) -> tuple[int, int]:
   pair = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
   if len(pair) != 2 or any(int(s) != s or s < 1 for s in pair):
-    raise ValueError(f'{name} must be a positive int or an (h, w) pair, got {size!r}.')
+    raise ValueError(f"{name} must be a positive int or an (h, w) pair, got {size!r}.")
   return int(pair[0]), int(pair[1])
 
 
 def is_spatial(value: Any, image_shape: Sequence[int]) -> bool:
   """Whether `value` is a per-pixel map of an image of `image_shape`: [H, W, ...]."""
-  return (isinstance(value, np.ndarray) and value.ndim >= 2
-          and value.shape[:2] == tuple(image_shape[:2]))
+  return (
+    isinstance(value, np.ndarray) and value.ndim >= 2 and value.shape[:2] == tuple(image_shape[:2])
+  )
 
 
 def select_keys(example: Mapping[str, Any], label_keys: Sequence[str] | None) -> dict:
@@ -91,48 +93,61 @@ def select_keys(example: Mapping[str, Any], label_keys: Sequence[str] | None) ->
 
   Every returned array is spatial: [H, W, ...] with the image's H, W.
   """
-  if 'image' not in example:
+  if "image" not in example:
     raise ValueError(f'example has no "image" key (keys: {sorted(example)}).')
-  image = np.asarray(example['image'])
+  image = np.asarray(example["image"])
   if image.ndim != 3 or image.shape[-1] != 3:
     raise ValueError(f'example["image"] must be [H, W, 3], got shape {image.shape}.')
   if label_keys is None:
-    keys = [k for k, v in example.items()
-            if k not in ('image', VALID_KEY) and is_spatial(v, image.shape)]
+    keys = [
+      k for k, v in example.items() if k not in ("image", VALID_KEY) and is_spatial(v, image.shape)
+    ]
   else:
     keys = list(label_keys)
-  out = {'image': image}
+  out = {"image": image}
   for key in keys:
     if key not in example:
-      raise KeyError(f'label key {key!r} is not in the example (keys: {sorted(example)}).')
+      raise KeyError(f"label key {key!r} is not in the example (keys: {sorted(example)}).")
     value = np.asarray(example[key])
     if value.shape[:2] != image.shape[:2]:
-      raise ValueError(f'example[{key!r}] has shape {value.shape}; its first two dims must '
-                       f'match the image {image.shape[:2]}.')
+      raise ValueError(
+        f"example[{key!r}] has shape {value.shape}; its first two dims must "
+        f"match the image {image.shape[:2]}."
+      )
     out[key] = value
   out[VALID_KEY] = np.ones(image.shape[:2], bool)
   return out
 
 
-def _place(array: np.ndarray, out_size: tuple[int, int], src_start: tuple[int, int],
-           dst_start: tuple[int, int], fill: Any) -> np.ndarray:
+def _place(
+  array: np.ndarray,
+  out_size: tuple[int, int],
+  src_start: tuple[int, int],
+  dst_start: tuple[int, int],
+  fill: Any,
+) -> np.ndarray:
   """Copies array[src_start:] into a `fill`-ed [out_h, out_w, ...] canvas at dst_start."""
   out = np.full(out_size + array.shape[2:], fill, array.dtype)
   h = min(array.shape[0] - src_start[0], out_size[0] - dst_start[0])
   w = min(array.shape[1] - src_start[1], out_size[1] - dst_start[1])
-  out[dst_start[0]:dst_start[0] + h, dst_start[1]:dst_start[1] + w] = (
-      array[src_start[0]:src_start[0] + h, src_start[1]:src_start[1] + w])
+  out[dst_start[0] : dst_start[0] + h, dst_start[1] : dst_start[1] + w] = array[
+    src_start[0] : src_start[0] + h, src_start[1] : src_start[1] + w
+  ]
   return out
 
 
-def random_crop(example: Mapping[str, np.ndarray], crop_size: tuple[int, int],
-                rng: np.random.Generator, label_specs: LabelSpecs | None = None) -> dict:
+def random_crop(
+  example: Mapping[str, np.ndarray],
+  crop_size: tuple[int, int],
+  rng: np.random.Generator,
+  label_specs: LabelSpecs | None = None,
+) -> dict:
   """Crops every spatial key at one random window of crop_size = (h, w).
 
   Along an axis shorter than the crop, the whole image is placed at a random offset in
   the window and the rest padded with each key's `LabelSpec.pad_value` (`valid` False).
   """
-  size = example['image'].shape[:2]
+  size = example["image"].shape[:2]
   src, dst = [0, 0], [0, 0]
   for axis in range(2):
     slack = size[axis] - crop_size[axis]
@@ -141,12 +156,15 @@ def random_crop(example: Mapping[str, np.ndarray], crop_size: tuple[int, int],
       src[axis] = offset
     else:
       dst[axis] = offset
-  return {k: _place(v, crop_size, tuple(src), tuple(dst), _spec(k, label_specs).pad_value)
-          for k, v in example.items()}
+  return {
+    k: _place(v, crop_size, tuple(src), tuple(dst), _spec(k, label_specs).pad_value)
+    for k, v in example.items()
+  }
 
 
-def horizontal_flip(example: Mapping[str, np.ndarray],
-                    label_specs: LabelSpecs | None = None) -> dict:
+def horizontal_flip(
+  example: Mapping[str, np.ndarray], label_specs: LabelSpecs | None = None
+) -> dict:
   """Mirrors every spatial key left-right, then applies each key's `LabelSpec.hflip`."""
   out = {}
   for key, value in example.items():
@@ -163,17 +181,17 @@ def _resize_axis(size: int, out: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
   return i0, np.minimum(i0 + 1, size - 1), (pos - i0).astype(np.float32)
 
 
-def resize(array: np.ndarray, out_size: tuple[int, int], method: str = 'nearest') -> np.ndarray:
+def resize(array: np.ndarray, out_size: tuple[int, int], method: str = "nearest") -> np.ndarray:
   """[H, W, ...] -> [h, w, ...]: 'nearest' (any dtype, values kept) or 'linear' (bilinear,
   half-pixel centres; integer dtypes rounded back). Same size: returned unchanged."""
   (h, w), size = out_size, array.shape[:2]
   if (h, w) == tuple(size):
     return array
-  if method == 'nearest':
+  if method == "nearest":
     rows = np.minimum((np.arange(h) + 0.5) * (size[0] / h), size[0] - 1).astype(np.int64)
     cols = np.minimum((np.arange(w) + 0.5) * (size[1] / w), size[1] - 1).astype(np.int64)
     return array[rows][:, cols]
-  if method != 'linear':
+  if method != "linear":
     raise ValueError(f"resize method must be 'nearest' or 'linear', got {method!r}.")
   (r0, r1, wr), (c0, c1, wc) = _resize_axis(size[0], h), _resize_axis(size[1], w)
   a = array.astype(np.float32)
@@ -194,10 +212,11 @@ def rescale(example: Mapping[str, np.ndarray], scale: float) -> dict:
   The image is interpolated bilinearly; label maps and `valid` take the nearest pixel, so
   they keep their value set (class ids, ignore, unit normals, booleans).
   """
-  h, w = example['image'].shape[:2]
+  h, w = example["image"].shape[:2]
   out_size = (max(1, int(round(h * scale))), max(1, int(round(w * scale))))
-  return {k: resize(v, out_size, 'linear' if k == 'image' else 'nearest')
-          for k, v in example.items()}
+  return {
+    k: resize(v, out_size, "linear" if k == "image" else "nearest") for k, v in example.items()
+  }
 
 
 def color_gain(image: np.ndarray, gains: np.ndarray) -> np.ndarray:
@@ -205,12 +224,17 @@ def color_gain(image: np.ndarray, gains: np.ndarray) -> np.ndarray:
   return np.clip(image.astype(np.float32) * gains.astype(np.float32), 0.0, 255.0)
 
 
-def augment(example: Mapping[str, Any], rng: np.random.Generator, *,
-            crop_size: tuple[int, int], flip: bool = True,
-            gain_range: tuple[float, float] | None = DEFAULT_GAIN_RANGE,
-            label_keys: Sequence[str] | None = None,
-            label_specs: LabelSpecs | None = None,
-            scale_range: tuple[float, float] | None = None) -> dict:
+def augment(
+  example: Mapping[str, Any],
+  rng: np.random.Generator,
+  *,
+  crop_size: tuple[int, int],
+  flip: bool = True,
+  gain_range: tuple[float, float] | None = DEFAULT_GAIN_RANGE,
+  label_keys: Sequence[str] | None = None,
+  label_specs: LabelSpecs | None = None,
+  scale_range: tuple[float, float] | None = None,
+) -> dict:
   """Random scale U[scale_range] (if given), crop, horizontal flip (50%), per-channel gain
   U[gain_range] on the image only.
 
@@ -223,27 +247,27 @@ def augment(example: Mapping[str, Any], rng: np.random.Generator, *,
     out = rescale(out, float(rng.uniform(*_check_scale_range(scale_range))))
   out = random_crop(out, crop_size, rng, label_specs)
   do_flip = bool(rng.random() < 0.5)
-  gains = (rng.uniform(gain_range[0], gain_range[1], size=3) if gain_range is not None
-           else np.ones(3))
+  gains = (
+    rng.uniform(gain_range[0], gain_range[1], size=3) if gain_range is not None else np.ones(3)
+  )
   if flip and do_flip:
     out = horizontal_flip(out, label_specs)
-  out['image'] = color_gain(out['image'], gains)
+  out["image"] = color_gain(out["image"], gains)
   return out
 
 
 def _check_scale_range(scale_range: tuple[float, float]) -> tuple[float, float]:
   low, high = (float(v) for v in scale_range)
   if not 0 < low <= high:
-    raise ValueError(f'scale_range must be (low, high) with 0 < low <= high, got '
-                     f'{scale_range!r}.')
+    raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {scale_range!r}.")
   return low, high
 
 
 def finalize(example: Mapping[str, Any]) -> dict:
   """Normalises `image` and zeroes it where `valid` is False; other keys unchanged."""
   out = dict(example)
-  image = normalize_image(out['image'])
-  out['image'] = np.where(np.asarray(out[VALID_KEY])[..., None], image, np.float32(0))
+  image = normalize_image(out["image"])
+  out["image"] = np.where(np.asarray(out[VALID_KEY])[..., None], image, np.float32(0))
   return out
 
 
@@ -251,25 +275,32 @@ def _check_source(source: Any) -> int:
   try:
     n = len(source)
   except TypeError as e:
-    raise TypeError(f'source must be random access (len(source), source[i]); got '
-                    f'{type(source).__name__}.') from e
+    raise TypeError(
+      f"source must be random access (len(source), source[i]); got {type(source).__name__}."
+    ) from e
   if n == 0:
-    raise ValueError(f'source {source!r} is empty.')
+    raise ValueError(f"source {source!r} is empty.")
   return n
 
 
 def _check_seed(seed: int) -> int:
   if not 0 <= int(seed) < 2**32:
-    raise ValueError(f'seed must be in [0, 2**32), got {seed}.')
+    raise ValueError(f"seed must be in [0, 2**32), got {seed}.")
   return int(seed)
 
 
-def train_dataset(source: Any, batch_size: int, crop_size: int | Sequence[int], seed: int, *,
-                  flip: bool = True,
-                  gain_range: tuple[float, float] | None = DEFAULT_GAIN_RANGE,
-                  label_keys: Sequence[str] | None = None,
-                  label_specs: LabelSpecs | None = None,
-                  scale_range: tuple[float, float] | None = None) -> grain.MapDataset:
+def train_dataset(
+  source: Any,
+  batch_size: int,
+  crop_size: int | Sequence[int],
+  seed: int,
+  *,
+  flip: bool = True,
+  gain_range: tuple[float, float] | None = DEFAULT_GAIN_RANGE,
+  label_keys: Sequence[str] | None = None,
+  label_specs: LabelSpecs | None = None,
+  scale_range: tuple[float, float] | None = None,
+) -> grain.MapDataset:
   """The infinite training stream as a grain MapDataset: element k is the batch of step k.
 
   Shuffled per epoch, augmented, normalised, batched: {image [B, h, w, 3] float32,
@@ -277,10 +308,16 @@ def train_dataset(source: Any, batch_size: int, crop_size: int | Sequence[int], 
   """
   _check_source(source)
   if int(batch_size) < 1:
-    raise ValueError(f'batch_size must be >= 1, got {batch_size}.')
-  aug = functools.partial(augment, crop_size=as_pair(crop_size, 'crop_size'), flip=flip,
-                          gain_range=gain_range, label_keys=label_keys,
-                          label_specs=label_specs, scale_range=scale_range)
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+  aug = functools.partial(
+    augment,
+    crop_size=as_pair(crop_size, "crop_size"),
+    flip=flip,
+    gain_range=gain_range,
+    label_keys=label_keys,
+    label_specs=label_specs,
+    scale_range=scale_range,
+  )
   if scale_range is not None:
     _check_scale_range(scale_range)
   ds = grain.MapDataset.source(source).seed(_check_seed(seed))
@@ -289,10 +326,12 @@ def train_dataset(source: Any, batch_size: int, crop_size: int | Sequence[int], 
   return ds.batch(int(batch_size), drop_remainder=True)
 
 
-def _iterate(ds: grain.MapDataset, num_workers: int, num_threads: int,
-             prefetch: int) -> grain.DatasetIterator:
-  it_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=num_threads,
-                                               prefetch_buffer_size=prefetch))
+def _iterate(
+  ds: grain.MapDataset, num_workers: int, num_threads: int, prefetch: int
+) -> grain.DatasetIterator:
+  it_ds = ds.to_iter_dataset(
+    grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
+  )
   if num_workers > 0:
     # grain's workers read absl flags; outside an absl app (tests, notebooks) they are
     # unparsed, so take their defaults.
@@ -302,14 +341,22 @@ def _iterate(ds: grain.MapDataset, num_workers: int, num_threads: int,
   return iter(it_ds)
 
 
-def make_train_iterator(source: Any, batch_size: int, crop_size: int | Sequence[int],
-                        seed: int, *, start_step: int = 0, num_workers: int = 0,
-                        num_threads: int = 2, prefetch: int = 4, flip: bool = True,
-                        gain_range: tuple[float, float] | None = DEFAULT_GAIN_RANGE,
-                        label_keys: Sequence[str] | None = None,
-                        label_specs: LabelSpecs | None = None,
-                        scale_range: tuple[float, float] | None = None
-                        ) -> grain.DatasetIterator:
+def make_train_iterator(
+  source: Any,
+  batch_size: int,
+  crop_size: int | Sequence[int],
+  seed: int,
+  *,
+  start_step: int = 0,
+  num_workers: int = 0,
+  num_threads: int = 2,
+  prefetch: int = 4,
+  flip: bool = True,
+  gain_range: tuple[float, float] | None = DEFAULT_GAIN_RANGE,
+  label_keys: Sequence[str] | None = None,
+  label_specs: LabelSpecs | None = None,
+  scale_range: tuple[float, float] | None = None,
+) -> grain.DatasetIterator:
   """An infinite iterator of training batches (see `train_dataset`), starting at start_step.
 
   Args:
@@ -330,37 +377,57 @@ def make_train_iterator(source: Any, batch_size: int, crop_size: int | Sequence[
     A grain DatasetIterator (also supports get_state()/set_state()).
   """
   if int(start_step) < 0:
-    raise ValueError(f'start_step must be >= 0, got {start_step}.')
-  ds = train_dataset(source, batch_size, crop_size, seed, flip=flip, gain_range=gain_range,
-                     label_keys=label_keys, label_specs=label_specs,
-                     scale_range=scale_range)
-  return _iterate(ds[int(start_step):], num_workers, num_threads, prefetch)
+    raise ValueError(f"start_step must be >= 0, got {start_step}.")
+  ds = train_dataset(
+    source,
+    batch_size,
+    crop_size,
+    seed,
+    flip=flip,
+    gain_range=gain_range,
+    label_keys=label_keys,
+    label_specs=label_specs,
+    scale_range=scale_range,
+  )
+  return _iterate(ds[int(start_step) :], num_workers, num_threads, prefetch)
 
 
-def pad_batch(examples: Sequence[Mapping[str, Any]],
-              label_keys: Sequence[str] | None = None,
-              label_specs: LabelSpecs | None = None) -> dict:
+def pad_batch(
+  examples: Sequence[Mapping[str, Any]],
+  label_keys: Sequence[str] | None = None,
+  label_specs: LabelSpecs | None = None,
+) -> dict:
   """Stacks examples of different sizes, padding each to the batch's largest (H, W).
 
   Images sit at the top-left; padding follows `label_specs` (`valid` False). Returns the
   spatial keys stacked, `image_size [B, 2] int32`, and every other key as a list.
   """
   spatial = [select_keys(ex, label_keys) for ex in examples]
-  sizes = np.array([s['image'].shape[:2] for s in spatial], np.int32)
+  sizes = np.array([s["image"].shape[:2] for s in spatial], np.int32)
   out_size = tuple(int(v) for v in sizes.max(axis=0))
-  batch = {k: np.stack([_place(s[k], out_size, (0, 0), (0, 0), _spec(k, label_specs).pad_value)
-                        for s in spatial]) for k in spatial[0]}
-  batch['image_size'] = sizes
+  batch = {
+    k: np.stack(
+      [_place(s[k], out_size, (0, 0), (0, 0), _spec(k, label_specs).pad_value) for s in spatial]
+    )
+    for k in spatial[0]
+  }
+  batch["image_size"] = sizes
   for key in examples[0]:
     if key not in batch:
       batch[key] = [ex[key] for ex in examples]
   return batch
 
 
-def make_eval_batches(source: Any, batch_size: int = 1, *,
-                      label_keys: Sequence[str] | None = None,
-                      label_specs: LabelSpecs | None = None, num_workers: int = 0,
-                      num_threads: int = 2, prefetch: int = 2) -> Iterator[dict]:
+def make_eval_batches(
+  source: Any,
+  batch_size: int = 1,
+  *,
+  label_keys: Sequence[str] | None = None,
+  label_specs: LabelSpecs | None = None,
+  num_workers: int = 0,
+  num_threads: int = 2,
+  prefetch: int = 2,
+) -> Iterator[dict]:
   """One pass over source in order, unaugmented, in batches of up to batch_size.
 
   Images keep their size; a batch is padded to its largest image (see `pad_batch`), so
@@ -368,8 +435,10 @@ def make_eval_batches(source: Any, batch_size: int = 1, *,
   """
   _check_source(source)
   if int(batch_size) < 1:
-    raise ValueError(f'batch_size must be >= 1, got {batch_size}.')
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
   ds = grain.MapDataset.source(source).batch(
-      int(batch_size), drop_remainder=False,
-      batch_fn=functools.partial(pad_batch, label_keys=label_keys, label_specs=label_specs))
+    int(batch_size),
+    drop_remainder=False,
+    batch_fn=functools.partial(pad_batch, label_keys=label_keys, label_specs=label_specs),
+  )
   return _iterate(ds.map(finalize), num_workers, num_threads, prefetch)

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import colorsys
 import dataclasses
-from typing import Dict, Sequence, Tuple, Union
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -50,44 +50,64 @@ from pixelnet_jax.data.registry import DATASETS
 
 NUM_CLASSES = 10
 CLASS_NAMES = (
-    "plaster", "granite", "red_stripes", "red_dots", "blue_checker",
-    "blue_stripes", "grass", "green_checker", "wood", "yellow_dots")
+  "plaster",
+  "granite",
+  "red_stripes",
+  "red_dots",
+  "blue_checker",
+  "blue_stripes",
+  "grass",
+  "green_checker",
+  "wood",
+  "yellow_dots",
+)
 # Display colours for label maps (not the material colours).
-CLASS_COLORS = np.array([
-    [230, 230, 200], [110, 110, 130], [230, 40, 40], [150, 20, 60], [40, 90, 230],
-    [20, 200, 230], [40, 160, 40], [170, 240, 60], [140, 80, 30], [250, 210, 0],
-], dtype=np.uint8)
+CLASS_COLORS = np.array(
+  [
+    [230, 230, 200],
+    [110, 110, 130],
+    [230, 40, 40],
+    [150, 20, 60],
+    [40, 90, 230],
+    [20, 200, 230],
+    [40, 160, 40],
+    [170, 240, 60],
+    [140, 80, 30],
+    [250, 210, 0],
+  ],
+  dtype=np.uint8,
+)
 
 SPLITS = {"train": 0, "validation": 1, "val": 1, "test": 2}
 MIN_SIZE, MAX_SIZE = 64, 224
 FOV_DEGREES = 60.0  # horizontal field of view
 GRAZING_COS = 0.06  # |cos(view, normal)| below this: normals/depth marked missing
 
-ImageSize = Union[int, Tuple[int, int], Sequence[int]]
+ImageSize = int | tuple[int, int] | Sequence[int]
 
 
 @dataclasses.dataclass(frozen=True)
 class _Material:
   texture: str  # plain | speckle | stripes | checker | dots | rings
-  color_a: Tuple[float, float, float]  # HSV of texture value 0
-  color_b: Tuple[float, float, float]  # HSV of texture value 1
+  color_a: tuple[float, float, float]  # HSV of texture value 0
+  color_b: tuple[float, float, float]  # HSV of texture value 1
   freq: float  # texture cycles per metre
   radius: float = 0.3  # dots: radius in lattice cells
 
 
 _MATERIALS = (
-    # Pairs share a palette, so mostly texture tells them apart: plaster/granite,
-    # red stripes/dots, blue checker/stripes, grass/green checker.
-    _Material("plain", (0.10, 0.08, 0.86), (0.10, 0.10, 0.74), 0.8),
-    _Material("speckle", (0.58, 0.12, 0.38), (0.10, 0.06, 0.95), 2.4),
-    _Material("stripes", (0.00, 0.80, 0.80), (0.10, 0.15, 0.92), 2.2),
-    _Material("dots", (0.00, 0.80, 0.80), (0.10, 0.15, 0.92), 1.8, 0.38),
-    _Material("checker", (0.60, 0.70, 0.75), (0.58, 0.10, 0.95), 2.6),
-    _Material("stripes", (0.62, 0.75, 0.55), (0.58, 0.10, 0.95), 1.6),
-    _Material("speckle", (0.28, 0.75, 0.30), (0.26, 0.60, 0.75), 2.5),
-    _Material("checker", (0.28, 0.75, 0.30), (0.26, 0.60, 0.75), 2.2),
-    _Material("rings", (0.07, 0.70, 0.40), (0.08, 0.55, 0.72), 3.0),
-    _Material("dots", (0.14, 0.80, 0.92), (0.05, 0.65, 0.30), 2.0, 0.3),
+  # Pairs share a palette, so mostly texture tells them apart: plaster/granite,
+  # red stripes/dots, blue checker/stripes, grass/green checker.
+  _Material("plain", (0.10, 0.08, 0.86), (0.10, 0.10, 0.74), 0.8),
+  _Material("speckle", (0.58, 0.12, 0.38), (0.10, 0.06, 0.95), 2.4),
+  _Material("stripes", (0.00, 0.80, 0.80), (0.10, 0.15, 0.92), 2.2),
+  _Material("dots", (0.00, 0.80, 0.80), (0.10, 0.15, 0.92), 1.8, 0.38),
+  _Material("checker", (0.60, 0.70, 0.75), (0.58, 0.10, 0.95), 2.6),
+  _Material("stripes", (0.62, 0.75, 0.55), (0.58, 0.10, 0.95), 1.6),
+  _Material("speckle", (0.28, 0.75, 0.30), (0.26, 0.60, 0.75), 2.5),
+  _Material("checker", (0.28, 0.75, 0.30), (0.26, 0.60, 0.75), 2.2),
+  _Material("rings", (0.07, 0.70, 0.40), (0.08, 0.55, 0.72), 3.0),
+  _Material("dots", (0.14, 0.80, 0.92), (0.05, 0.65, 0.30), 2.0, 0.3),
 )
 assert len(_MATERIALS) == NUM_CLASSES == len(CLASS_NAMES) == len(CLASS_COLORS)
 
@@ -97,19 +117,19 @@ _NOISE_CELLS = 16  # value-noise lattice period (cells per axis)
 # ----------------------------------------------------------------------------- inputs
 
 
-def check_image_size(image_size: ImageSize) -> Tuple[int, int]:
+def check_image_size(image_size: ImageSize) -> tuple[int, int]:
   """Returns (H, W) from an int or a pair, each in [MIN_SIZE, MAX_SIZE]."""
   size = np.asarray(image_size).reshape(-1)
   if size.size == 1:
     size = np.repeat(size, 2)
   if size.size != 2 or not np.issubdtype(size.dtype, np.integer):
-    raise ValueError(
-        f"`image_size` must be an int or an (H, W) pair of ints, got {image_size!r}.")
+    raise ValueError(f"`image_size` must be an int or an (H, W) pair of ints, got {image_size!r}.")
   h, w = int(size[0]), int(size[1])
   if not (MIN_SIZE <= h <= MAX_SIZE and MIN_SIZE <= w <= MAX_SIZE):
     raise ValueError(
-        f"`image_size` must lie in [{MIN_SIZE}, {MAX_SIZE}] on both axes, got {(h, w)}; "
-        "render inside that range and resize if another size is needed.")
+      f"`image_size` must lie in [{MIN_SIZE}, {MAX_SIZE}] on both axes, got {(h, w)}; "
+      "render inside that range and resize if another size is needed."
+    )
   return h, w
 
 
@@ -176,14 +196,15 @@ def _sample_surface_look(rng: np.random.Generator, cls: int) -> dict:
   angle = rng.uniform(0, np.pi)
   direction = rng.normal(size=3)
   look = dict(
-      cls=cls,
-      color_a=jitter(mat.color_a), color_b=jitter(mat.color_b),
-      freq=mat.freq * rng.uniform(0.8, 1.25),
-      radius=mat.radius * rng.uniform(0.85, 1.15),
-      dir2=np.array([np.cos(angle), np.sin(angle), 0.0]),
-      dir3=direction / np.linalg.norm(direction),
-      phase=rng.uniform(0, 1),
-      offset=rng.uniform(-10, 10, size=3),
+    cls=cls,
+    color_a=jitter(mat.color_a),
+    color_b=jitter(mat.color_b),
+    freq=mat.freq * rng.uniform(0.8, 1.25),
+    radius=mat.radius * rng.uniform(0.85, 1.15),
+    dir2=np.array([np.cos(angle), np.sin(angle), 0.0]),
+    dir3=direction / np.linalg.norm(direction),
+    phase=rng.uniform(0, 1),
+    offset=rng.uniform(-10, 10, size=3),
   )
   if mat.texture in ("plain", "speckle", "rings"):  # only these read noise
     look["noise"] = rng.uniform(0, 1, size=(_NOISE_CELLS,) * 3)
@@ -233,23 +254,41 @@ def _sample_scene(rng: np.random.Generator) -> dict:
       obj.update(center=np.array([x, base + size, z]), radius=size)
     elif kind == "cylinder":
       height = rng.uniform(0.5, 2.2)
-      obj.update(center=np.array([x, 0.0, z]), radius=size * 0.8, y0=base,
-                 y1=min(base + height, room_hi[1] - 0.05),
-                 facing=np.arctan2(origin[0] - x, origin[2] - z))
+      obj.update(
+        center=np.array([x, 0.0, z]),
+        radius=size * 0.8,
+        y0=base,
+        y1=min(base + height, room_hi[1] - 0.05),
+        facing=np.arctan2(origin[0] - x, origin[2] - z),
+      )
     else:
       half = np.array([size, rng.uniform(0.25, 1.0), size * rng.uniform(0.4, 1.2)])
-      obj.update(center=np.array([x, base + half[1], z]), half=half,
-                 rotation=_rot_y(rng.uniform(0, np.pi)))
+      obj.update(
+        center=np.array([x, base + half[1], z]), half=half, rotation=_rot_y(rng.uniform(0, np.pi))
+      )
     objects.append(obj)
 
   elevation, azimuth = rng.uniform(0.5, 1.3), yaw + rng.uniform(-1.2, 1.2)
-  light = np.array([np.cos(elevation) * np.sin(azimuth), np.sin(elevation),
-                    -np.cos(elevation) * np.cos(azimuth)])  # towards the light
-  holes = [dict(center=rng.uniform(0, 1, size=2), radii=rng.uniform(0.03, 0.1, size=2),
-                angle=rng.uniform(0, np.pi)) for _ in range(rng.integers(0, 4))]
-  return dict(origin=origin, cam_to_world=cam_to_world, surfaces=planes + objects,
-              light=light, ambient=rng.uniform(0.3, 0.45), exposure=rng.uniform(0.9, 1.1),
-              holes=holes)
+  light = np.array(
+    [np.cos(elevation) * np.sin(azimuth), np.sin(elevation), -np.cos(elevation) * np.cos(azimuth)]
+  )  # towards the light
+  holes = [
+    dict(
+      center=rng.uniform(0, 1, size=2),
+      radii=rng.uniform(0.03, 0.1, size=2),
+      angle=rng.uniform(0, np.pi),
+    )
+    for _ in range(rng.integers(0, 4))
+  ]
+  return dict(
+    origin=origin,
+    cam_to_world=cam_to_world,
+    surfaces=planes + objects,
+    light=light,
+    ambient=rng.uniform(0.3, 0.45),
+    exposure=rng.uniform(0.9, 1.1),
+    holes=holes,
+  )
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -317,12 +356,18 @@ def _detail_cylinder(s, p, d):
   radial = np.hypot(rel[:, 0], rel[:, 2])
   on_side = radial > r * (1 - 1e-6)
   cap_sign = np.where(rel[:, 1] > 0.5 * (s["y0"] + s["y1"]), 1.0, -1.0)
-  normals = np.where(on_side[:, None], np.stack([rel[:, 0] / r, 0 * radial, rel[:, 2] / r], -1),
-                     np.stack([0 * radial, cap_sign, 0 * radial], -1))
+  normals = np.where(
+    on_side[:, None],
+    np.stack([rel[:, 0] / r, 0 * radial, rel[:, 2] / r], -1),
+    np.stack([0 * radial, cap_sign, 0 * radial], -1),
+  )
   # Unroll the side with its seam on the far side from the camera.
   angle = np.angle(np.exp(1j * (np.arctan2(rel[:, 0], rel[:, 2]) - s["facing"])))
-  tex = np.where(on_side[:, None], np.stack([r * angle, rel[:, 1], 0 * radial], -1),
-                 np.stack([rel[:, 0], rel[:, 2], 0 * radial], -1))
+  tex = np.where(
+    on_side[:, None],
+    np.stack([r * angle, rel[:, 1], 0 * radial], -1),
+    np.stack([rel[:, 0], rel[:, 2], 0 * radial], -1),
+  )
   return normals, tex, True
 
 
@@ -354,10 +399,10 @@ def _detail_box(s, p, d):
 
 
 _GEOMETRY = {
-    "plane": (_intersect_plane, _detail_plane),
-    "sphere": (_intersect_sphere, _detail_sphere),
-    "cylinder": (_intersect_cylinder, _detail_cylinder),
-    "box": (_intersect_box, _detail_box),
+  "plane": (_intersect_plane, _detail_plane),
+  "sphere": (_intersect_sphere, _detail_sphere),
+  "cylinder": (_intersect_cylinder, _detail_cylinder),
+  "box": (_intersect_box, _detail_box),
 }
 
 
@@ -376,10 +421,14 @@ def _value_noise(q, table):
   for cx in (0, 1):
     for cy in (0, 1):
       for cz in (0, 1):
-        w = ((f[:, 0] if cx else 1 - f[:, 0]) * (f[:, 1] if cy else 1 - f[:, 1])
-             * (f[:, 2] if cz else 1 - f[:, 2]))
-        out = out + w * table[(j if cx else i)[:, 0], (j if cy else i)[:, 1],
-                              (j if cz else i)[:, 2]]
+        w = (
+          (f[:, 0] if cx else 1 - f[:, 0])
+          * (f[:, 1] if cy else 1 - f[:, 1])
+          * (f[:, 2] if cz else 1 - f[:, 2])
+        )
+        out = (
+          out + w * table[(j if cx else i)[:, 0], (j if cy else i)[:, 1], (j if cz else i)[:, 2]]
+        )
   return out
 
 
@@ -416,7 +465,7 @@ def _texture(look, texture, tex, flat, footprint):
     dims = 2 if flat else 3
     dist = np.linalg.norm(g[:, :dims], axis=1)
     r = look["radius"] if flat else look["radius"] * 1.3
-    mean = np.pi * r * r if flat else 4 / 3 * np.pi * r ** 3
+    mean = np.pi * r * r if flat else 4 / 3 * np.pi * r**3
     return _fade(np.clip((r - dist) / 0.08 + 0.5, 0, 1), mean, cpp)
   if texture == "rings":
     # Wood: growth rings around an axis lying (nearly) in the surface, warped by noise.
@@ -454,8 +503,9 @@ def _render(scene: dict, height: int, width: int, rng: np.random.Generator) -> d
   """Ray-casts one scene at (height, width); `rng` only draws the sensor noise."""
   f = _focal(width)
   rows, cols = np.meshgrid(np.arange(height) + 0.5, np.arange(width) + 0.5, indexing="ij")
-  d_cam = np.stack([(cols - 0.5 * width) / f, (rows - 0.5 * height) / f,
-                    np.ones_like(rows)], axis=-1).reshape(-1, 3)
+  d_cam = np.stack(
+    [(cols - 0.5 * width) / f, (rows - 0.5 * height) / f, np.ones_like(rows)], axis=-1
+  ).reshape(-1, 3)
   to_world = scene["cam_to_world"]
   d = d_cam @ to_world.T  # z_cam = 1, so the ray parameter t is the z-depth
   o = scene["origin"]
@@ -476,15 +526,16 @@ def _render(scene: dict, height: int, width: int, rng: np.random.Generator) -> d
   ends = np.cumsum(counts)
   for idx in np.nonzero(counts)[0]:
     s = surfaces[idx]
-    m = order[ends[idx] - counts[idx]:ends[idx]]
+    m = order[ends[idx] - counts[idx] : ends[idx]]
     p = o + depth[m, None] * d[m]
     normal, tex, flat = _GEOMETRY[s["kind"]][1](s, p, d[m])
     normals_w[m] = normal
     look = s["look"]
     cos = np.abs(np.einsum("mi,mi->m", normal, d_unit[m]))
     footprint = depth[m] * np.linalg.norm(d[m], axis=1) / (f * np.maximum(cos, 0.15))
-    v = _texture(look, _MATERIALS[look["cls"]].texture, np.array(tex, dtype=np.float64),
-                 flat, footprint)
+    v = _texture(
+      look, _MATERIALS[look["cls"]].texture, np.array(tex, dtype=np.float64), flat, footprint
+    )
     albedo[m] = look["color_a"] + v[:, None] * (look["color_b"] - look["color_a"])
     label[m] = look["cls"]
 
@@ -508,17 +559,18 @@ def _render(scene: dict, height: int, width: int, rng: np.random.Generator) -> d
   image = image + 2.0 * rng.standard_normal(image.shape, dtype=np.float32)  # drawn last
   label = label.reshape(height, width)
   return dict(
-      image=np.clip(np.round(image), 0, 255).astype(np.uint8).reshape(height, width, 3),
-      label=label,
-      edges=label_edges(label),
-      depth=np.where(valid, depth, 0.0).astype(np.float32).reshape(height, width),
-      normals=normals.astype(np.float32).reshape(height, width, 3),
-      normals_valid=valid.reshape(height, width),
+    image=np.clip(np.round(image), 0, 255).astype(np.uint8).reshape(height, width, 3),
+    label=label,
+    edges=label_edges(label),
+    depth=np.where(valid, depth, 0.0).astype(np.float32).reshape(height, width),
+    normals=normals.astype(np.float32).reshape(height, width, 3),
+    normals_valid=valid.reshape(height, width),
   )
 
 
-def generate(seed: int, index: int, image_size: ImageSize = 96,
-             split: str = "train") -> Dict[str, np.ndarray]:
+def generate(
+  seed: int, index: int, image_size: ImageSize = 96, split: str = "train"
+) -> dict[str, np.ndarray]:
   """One example, a pure function of (seed, split, index); see the module docstring."""
   seed = _check_int(seed, "seed", 0)
   index = _check_int(index, "index", 0)
@@ -533,8 +585,9 @@ def generate(seed: int, index: int, image_size: ImageSize = 96,
 class ProceduralDataset:
   """Random-access source of ``num_examples`` procedural examples (grain-compatible)."""
 
-  def __init__(self, split: str = "train", image_size: ImageSize = 96,
-               num_examples: int = 1000, seed: int = 0):
+  def __init__(
+    self, split: str = "train", image_size: ImageSize = 96, num_examples: int = 1000, seed: int = 0
+  ):
     _split_code(split)
     self.split = split
     self.image_size = check_image_size(image_size)
@@ -544,22 +597,25 @@ class ProceduralDataset:
   def __len__(self) -> int:
     return self.num_examples
 
-  def __getitem__(self, index) -> Dict[str, np.ndarray]:
+  def __getitem__(self, index) -> dict[str, np.ndarray]:
     if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
       raise ValueError(f"`index` must be an int, got {index!r}.")
     if not -self.num_examples <= index < self.num_examples:
       raise _IndexOutOfRange(
-          f"`index` {index} is out of range for a dataset of {self.num_examples} examples.")
+        f"`index` {index} is out of range for a dataset of {self.num_examples} examples."
+      )
     return generate(self.seed, int(index) % self.num_examples, self.image_size, self.split)
 
   def __repr__(self) -> str:
-    return (f"ProceduralDataset(split={self.split!r}, image_size={self.image_size}, "
-            f"num_examples={self.num_examples}, seed={self.seed})")
+    return (
+      f"ProceduralDataset(split={self.split!r}, image_size={self.image_size}, "
+      f"num_examples={self.num_examples}, seed={self.seed})"
+    )
 
 
 @DATASETS.register(
-    "procedural",
-    defaults=dict(image_size=224, num_examples={"train": 10000, "val": 100}, seed=0))
+  "procedural", defaults=dict(image_size=224, num_examples={"train": 10000, "val": 100}, seed=0)
+)
 def procedural_source(split: str, config) -> ProceduralDataset:
   """The registry's factory: ``image_size``, ``num_examples`` and ``seed`` may each be
   one value or a ``{split: value}`` mapping."""
@@ -568,8 +624,9 @@ def procedural_source(split: str, config) -> ProceduralDataset:
     value = config.get(key)
     if hasattr(value, "items"):  # a per-split {split: value} mapping or ConfigDict
       if split not in value:
-        raise ValueError(f"config.dataset.{key} has no entry for split {split!r} "
-                         f"(entries: {sorted(value)}).")
+        raise ValueError(
+          f"config.dataset.{key} has no entry for split {split!r} (entries: {sorted(value)})."
+        )
       value = value[split]
     if value is not None:
       kwargs[key] = value
@@ -589,10 +646,11 @@ def colorize_labels(label: np.ndarray) -> np.ndarray:
   return palette[np.asarray(label).astype(np.int64) % 256]
 
 
-def render_panel(example: Dict[str, np.ndarray], gap: int = 2) -> np.ndarray:
+def render_panel(example: dict[str, np.ndarray], gap: int = 2) -> np.ndarray:
   """image | label | edges | normals side by side: [H, 4 W + 3 gap, 3] uint8."""
-  normals_rgb = np.where(example["normals_valid"][..., None],
-                         np.round(127.5 * (example["normals"] + 1)), 0).astype(np.uint8)
+  normals_rgb = np.where(
+    example["normals_valid"][..., None], np.round(127.5 * (example["normals"] + 1)), 0
+  ).astype(np.uint8)
   edges_rgb = np.repeat((255 * example["edges"]).astype(np.uint8)[..., None], 3, axis=-1)
   tiles = [example["image"], colorize_labels(example["label"]), edges_rgb, normals_rgb]
   spacer = np.full((example["image"].shape[0], gap, 3), 255, np.uint8)

@@ -26,10 +26,10 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from etils import epath
 import numpy as np
-from PIL import Image
 import tensorflow_datasets as tfds
+from etils import epath
+from PIL import Image
 
 IGNORE_LABEL = 255
 
@@ -53,8 +53,10 @@ def require_dir(path: os.PathLike | str, what: str, instructions: str = "") -> p
   """`path` as a Path if it is a folder, else MissingDataError with the download notes."""
   path = pathlib.Path(path).expanduser()
   if not path.is_dir():
-    raise MissingDataError(f"{what}: folder {str(path)!r} does not exist."
-                           + (f"\n\n{instructions}" if instructions else ""))
+    raise MissingDataError(
+      f"{what}: folder {str(path)!r} does not exist."
+      + (f"\n\n{instructions}" if instructions else "")
+    )
   return path
 
 
@@ -62,8 +64,10 @@ def require_file(path: os.PathLike | str, what: str, instructions: str = "") -> 
   """`path` as a Path if it is a file, else MissingDataError naming it."""
   path = pathlib.Path(path)
   if not path.is_file():
-    raise MissingDataError(f"{what}: file {str(path)!r} does not exist."
-                           + (f"\n\n{instructions}" if instructions else ""))
+    raise MissingDataError(
+      f"{what}: file {str(path)!r} does not exist."
+      + (f"\n\n{instructions}" if instructions else "")
+    )
   return path
 
 
@@ -92,8 +96,10 @@ def decode_image(data: bytes, name: os.PathLike | str | None = None) -> np.ndarr
       image.load()
       return np.asarray(image.convert("RGB"), dtype=np.uint8)
   except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for bad/truncated files
-    raise DataError(f"Cannot decode image{_where(name)} ({e}); the file is corrupt or "
-                    f"truncated: download or extract it again.") from e
+    raise DataError(
+      f"Cannot decode image{_where(name)} ({e}); the file is corrupt or "
+      f"truncated: download or extract it again."
+    ) from e
 
 
 def read_image(path: os.PathLike | str) -> np.ndarray:
@@ -101,8 +107,12 @@ def read_image(path: os.PathLike | str) -> np.ndarray:
   return decode_image(read_bytes(path, "image"), path)
 
 
-def decode_exact(data: bytes, modes: tuple[str, ...], name: os.PathLike | str | None = None,
-                 what: str = "label map") -> np.ndarray:
+def decode_exact(
+  data: bytes,
+  modes: tuple[str, ...],
+  name: os.PathLike | str | None = None,
+  what: str = "label map",
+) -> np.ndarray:
   """PNG bytes -> the stored values as uint8, refused unless PIL's mode is one of `modes`.
 
   For files whose values are data (class indices, encoded normals): no conversion.
@@ -114,10 +124,14 @@ def decode_exact(data: bytes, modes: tuple[str, ...], name: os.PathLike | str | 
       if mode in modes:
         return np.asarray(image, dtype=np.uint8)
   except (OSError, SyntaxError, ValueError) as e:
-    raise DataError(f"Cannot decode {what}{_where(name)} ({e}); the file is corrupt or "
-                    f"truncated: download or extract it again.") from e
-  raise DataError(f"The {what}{_where(name)} has PIL mode {mode!r}; expected "
-                  f"{' or '.join(repr(m) for m in modes)}.")
+    raise DataError(
+      f"Cannot decode {what}{_where(name)} ({e}); the file is corrupt or "
+      f"truncated: download or extract it again."
+    ) from e
+  raise DataError(
+    f"The {what}{_where(name)} has PIL mode {mode!r}; expected "
+    f"{' or '.join(repr(m) for m in modes)}."
+  )
 
 
 def decode_index_png(data: bytes, name: os.PathLike | str | None = None) -> np.ndarray:
@@ -127,8 +141,12 @@ def decode_index_png(data: bytes, name: os.PathLike | str | None = None) -> np.n
   the indices themselves; an RGB colour-coded label map is refused (its colours would need
   a palette to invert).
   """
-  return decode_exact(data, ("P", "L"), name, "label map (8-bit palette or greyscale PNG of "
-                                             "class indices, not colours)")
+  return decode_exact(
+    data,
+    ("P", "L"),
+    name,
+    "label map (8-bit palette or greyscale PNG of class indices, not colours)",
+  )
 
 
 def read_index_png(path: os.PathLike | str) -> np.ndarray:
@@ -146,32 +164,47 @@ def encode_png(image: np.ndarray) -> bytes:
 # ------------------------------------------------------------------------------- checking
 
 
-def check_same_size(image: np.ndarray, label: np.ndarray, name: os.PathLike | str | None = None,
-                    what: str = "label map") -> None:
+def check_same_size(
+  image: np.ndarray,
+  label: np.ndarray,
+  name: os.PathLike | str | None = None,
+  what: str = "label map",
+) -> None:
   """DataError unless label's [H, W] equals the image's (never resized to fit)."""
   if tuple(image.shape[:2]) != tuple(label.shape[:2]):
-    raise DataError(f"The {what}{_where(name)} is {label.shape[1]}x{label.shape[0]} (WxH) "
-                    f"but its image is {image.shape[1]}x{image.shape[0]}: the files do not "
-                    f"belong together or one is damaged; restore the original files.")
+    raise DataError(
+      f"The {what}{_where(name)} is {label.shape[1]}x{label.shape[0]} (WxH) "
+      f"but its image is {image.shape[1]}x{image.shape[0]}: the files do not "
+      f"belong together or one is damaged; restore the original files."
+    )
 
 
-def check_label_values(label: np.ndarray, num_classes: int, name: os.PathLike | str | None = None,
-                       ignore_label: int | None = IGNORE_LABEL) -> None:
+def check_label_values(
+  label: np.ndarray,
+  num_classes: int,
+  name: os.PathLike | str | None = None,
+  ignore_label: int | None = IGNORE_LABEL,
+) -> None:
   """DataError if a value is neither a class 0..num_classes-1 nor ignore_label."""
   values = np.unique(label)
   bad = values[(values < 0) | (values >= num_classes)]
   if ignore_label is not None:
     bad = bad[bad != ignore_label]
   if bad.size:
-    allowed = f"0..{num_classes - 1}" + (f" or {ignore_label}" if ignore_label is not None
-                                         else "")
-    raise DataError(f"Label map{_where(name)} holds values {bad.tolist()[:10]} outside the "
-                    f"classes {allowed}: wrong file or a colour-converted label map; use the "
-                    f"dataset's original label files.")
+    allowed = f"0..{num_classes - 1}" + (f" or {ignore_label}" if ignore_label is not None else "")
+    raise DataError(
+      f"Label map{_where(name)} holds values {bad.tolist()[:10]} outside the "
+      f"classes {allowed}: wrong file or a colour-converted label map; use the "
+      f"dataset's original label files."
+    )
 
 
-def remap_labels(label: np.ndarray, table: Mapping[int, int] | np.ndarray, num_classes: int,
-                 name: os.PathLike | str | None = None) -> np.ndarray:
+def remap_labels(
+  label: np.ndarray,
+  table: Mapping[int, int] | np.ndarray,
+  num_classes: int,
+  name: os.PathLike | str | None = None,
+) -> np.ndarray:
   """label [H, W] non-negative ints -> int32 through a lookup table; unmapped = DataError.
 
   `table` is a dict {raw value: output} or an int array indexed by raw value with -1 for
@@ -190,16 +223,23 @@ def remap_labels(label: np.ndarray, table: Mapping[int, int] | np.ndarray, num_c
   if bad:
     known = np.nonzero(lut >= 0)[0].tolist()
     expected = known if len(known) <= 20 else f"{known[0]}..{known[-1]}"
-    raise DataError(f"Label map{_where(name)} holds raw values {sorted(bad)[:10]} that are "
-                    f"no known class (expected {expected}): wrong file or a colour-converted "
-                    f"label map; use the dataset's original label files.")
+    raise DataError(
+      f"Label map{_where(name)} holds raw values {sorted(bad)[:10]} that are "
+      f"no known class (expected {expected}): wrong file or a colour-converted "
+      f"label map; use the dataset's original label files."
+    )
   out = lut[label].astype(np.int32)
   check_label_values(out, num_classes, name)
   return out
 
 
-def segmentation_example(image: np.ndarray, label: np.ndarray, example_id: str | bytes,
-                         num_classes: int, name: os.PathLike | str | None = None) -> dict:
+def segmentation_example(
+  image: np.ndarray,
+  label: np.ndarray,
+  example_id: str | bytes,
+  num_classes: int,
+  name: os.PathLike | str | None = None,
+) -> dict:
   """{image [H, W, 3] uint8, label [H, W] int32, id str} after the size and value checks."""
   if isinstance(example_id, bytes):
     example_id = example_id.decode("utf-8")
@@ -229,16 +269,21 @@ class ArrayRecordBuilder(tfds.core.GeneratorBasedBuilder):
   def __init__(self, *, file_format: str | None = "array_record", **kwargs):
     super().__init__(file_format=file_format, **kwargs)
 
-  def make_info(self, description: str, features: Mapping[str, Any],
-                homepage: str) -> tfds.core.DatasetInfo:
+  def make_info(
+    self, description: str, features: Mapping[str, Any], homepage: str
+  ) -> tfds.core.DatasetInfo:
     """DatasetInfo built directly (no metadata files), examples kept in key order.
 
     The builders key examples by their position in the split's list, so the stored order
     is the folder source's order (TFDS reads `disable_shuffling` from the info only).
     """
-    return tfds.core.DatasetInfo(builder=self, description=description,
-                                 features=tfds.features.FeaturesDict(features),
-                                 homepage=homepage, disable_shuffling=True)
+    return tfds.core.DatasetInfo(
+      builder=self,
+      description=description,
+      features=tfds.features.FeaturesDict(features),
+      homepage=homepage,
+      disable_shuffling=True,
+    )
 
 
 def manual_dir_of(dl_manager: tfds.download.DownloadManager, instructions: str) -> pathlib.Path:
@@ -249,9 +294,12 @@ def manual_dir_of(dl_manager: tfds.download.DownloadManager, instructions: str) 
     raise MissingDataError(f"{str(e).split(' Create it')[0]}\n\n{instructions}") from e
 
 
-def prepare_builder(builder_cls: type[tfds.core.DatasetBuilder],
-                    data_dir: os.PathLike | str | None, manual_dir: os.PathLike | str | None,
-                    instructions: str) -> tfds.core.DatasetBuilder:
+def prepare_builder(
+  builder_cls: type[tfds.core.DatasetBuilder],
+  data_dir: os.PathLike | str | None,
+  manual_dir: os.PathLike | str | None,
+  instructions: str,
+) -> tfds.core.DatasetBuilder:
   """The builder, prepared from manual_dir on first use (later calls read what is built).
 
   manual_dir defaults to `<data_dir>/downloads/manual`. A dataset already prepared in
@@ -259,14 +307,19 @@ def prepare_builder(builder_cls: type[tfds.core.DatasetBuilder],
   """
   builder = builder_cls(data_dir=os.fspath(data_dir) if data_dir else None)
   if not builder.is_prepared():
-    manual = pathlib.Path(os.fspath(manual_dir)) if manual_dir else (
-        pathlib.Path(os.fspath(builder.data_dir_root)) / "downloads" / "manual")
+    manual = (
+      pathlib.Path(os.fspath(manual_dir))
+      if manual_dir
+      else (pathlib.Path(os.fspath(builder.data_dir_root)) / "downloads" / "manual")
+    )
     if not manual.is_dir():
       raise MissingDataError(
-          f"The TFDS dataset {builder.name!r} is not prepared in {builder.data_dir!r} and "
-          f"the manual directory {str(manual)!r} does not exist.\n\n{instructions}")
+        f"The TFDS dataset {builder.name!r} is not prepared in {builder.data_dir!r} and "
+        f"the manual directory {str(manual)!r} does not exist.\n\n{instructions}"
+      )
     builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual)))
+      download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual))
+    )
   return builder
 
 
@@ -277,19 +330,25 @@ class TfdsSource:
   bytes with PIL, the decoder of the folder sources, so both give identical examples.
   """
 
-  def __init__(self, builder: tfds.core.DatasetBuilder, split: str,
-               to_example: Callable[[Mapping[str, Any]], dict],
-               image_keys: Iterable[str] = ("image",)):
+  def __init__(
+    self,
+    builder: tfds.core.DatasetBuilder,
+    split: str,
+    to_example: Callable[[Mapping[str, Any]], dict],
+    image_keys: Iterable[str] = ("image",),
+  ):
     if split not in builder.info.splits:
       raise MissingDataError(
-          f"Split {split!r} of {builder.name!r} was not in the manual directory when the "
-          f"dataset was built in {builder.data_dir!r} (splits: {sorted(builder.info.splits)})"
-          f"; add its files and delete that folder to rebuild.")
+        f"Split {split!r} of {builder.name!r} was not in the manual directory when the "
+        f"dataset was built in {builder.data_dir!r} (splits: {sorted(builder.info.splits)})"
+        f"; add its files and delete that folder to rebuild."
+      )
     self.name = builder.name
     self.split = split
     self._to_example = to_example
     self._records = builder.as_data_source(
-        split, decoders={k: tfds.decode.SkipDecoding() for k in image_keys})
+      split, decoders={k: tfds.decode.SkipDecoding() for k in image_keys}
+    )
 
   def __len__(self) -> int:
     return len(self._records)
@@ -327,9 +386,12 @@ def check_backend(name: str, config: Any, instructions: str) -> tuple[str, str |
   backend = config.get("backend") or "tfds"
   manual_dir = config.get("manual_dir")
   if backend not in ("tfds", "folder"):
-    raise ValueError(f'config.dataset.backend for {name} must be "tfds" or "folder", got '
-                     f"{backend!r}.")
+    raise ValueError(
+      f'config.dataset.backend for {name} must be "tfds" or "folder", got {backend!r}.'
+    )
   if backend == "folder" and not manual_dir:
-    raise MissingDataError(f'config.dataset.backend="folder" needs config.dataset.manual_dir '
-                           f"for {name}.\n\n{instructions}")
+    raise MissingDataError(
+      f'config.dataset.backend="folder" needs config.dataset.manual_dir '
+      f"for {name}.\n\n{instructions}"
+    )
   return backend, manual_dir

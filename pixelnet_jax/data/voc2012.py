@@ -26,20 +26,41 @@ from __future__ import annotations
 
 import os
 import pathlib
-from typing import Any, Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
-from ml_collections import config_dict
 import numpy as np
 import scipy.io
 import tensorflow_datasets as tfds
+from ml_collections import config_dict
 
 from pixelnet_jax.data import readers
 from pixelnet_jax.data.registry import DATASETS
 
 SPLITS = ("train", "val", "trainval", "train_aug")
-CLASS_NAMES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car",
-               "cat", "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person",
-               "pottedplant", "sheep", "sofa", "train", "tvmonitor")
+CLASS_NAMES = (
+  "background",
+  "aeroplane",
+  "bicycle",
+  "bird",
+  "boat",
+  "bottle",
+  "bus",
+  "car",
+  "cat",
+  "chair",
+  "cow",
+  "diningtable",
+  "dog",
+  "horse",
+  "motorbike",
+  "person",
+  "pottedplant",
+  "sheep",
+  "sofa",
+  "train",
+  "tvmonitor",
+)
 NUM_CLASSES = len(CLASS_NAMES)
 _VOC_SUBDIR = ("VOCdevkit", "VOC2012")
 _SBD_SUBDIRS = (("benchmark_RELEASE", "dataset"), ("dataset",))
@@ -63,6 +84,7 @@ Pass the manual directory as config.dataset.manual_dir (default for the TFDS bac
 
 class Record(NamedTuple):
   """One example's files: label_path is a VOC PNG or an SBD `cls/*.mat`."""
+
   id: str
   image_path: pathlib.Path
   label_path: pathlib.Path
@@ -70,15 +92,15 @@ class Record(NamedTuple):
 
 def find_voc_root(manual_dir: os.PathLike | str) -> pathlib.Path:
   """`VOCdevkit/VOC2012` under manual_dir (or manual_dir if it is VOCdevkit/ or VOC2012/)."""
-  path = readers.require_dir(manual_dir, "VOC2012 manual directory",
-                             MANUAL_DOWNLOAD_INSTRUCTIONS)
+  path = readers.require_dir(manual_dir, "VOC2012 manual directory", MANUAL_DOWNLOAD_INSTRUCTIONS)
   for depth in range(len(_VOC_SUBDIR) + 1):
     root = path.joinpath(*_VOC_SUBDIR[depth:])
     if (root / "ImageSets" / "Segmentation").is_dir():
       return root
   raise readers.MissingDataError(
-      f"No VOC2012 under {str(path)!r}: expected {str(path.joinpath(*_VOC_SUBDIR))}/"
-      f"ImageSets/Segmentation/.\n\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    f"No VOC2012 under {str(path)!r}: expected {str(path.joinpath(*_VOC_SUBDIR))}/"
+    f"ImageSets/Segmentation/.\n\n{MANUAL_DOWNLOAD_INSTRUCTIONS}"
+  )
 
 
 def find_sbd_root(manual_dir: os.PathLike | str) -> pathlib.Path | None:
@@ -99,8 +121,9 @@ def sbd_ids(sbd_root: pathlib.Path) -> list[str]:
   """Ids of SBD train.txt + val.txt, or every `cls/*.mat` when neither list exists."""
   lists = [sbd_root / f"{s}.txt" for s in ("train", "val")]
   if any(p.is_file() for p in lists):
-    return [line.split()[0] for p in lists if p.is_file()
-            for line in readers.read_list(p, "SBD list")]
+    return [
+      line.split()[0] for p in lists if p.is_file() for line in readers.read_list(p, "SBD list")
+    ]
   return sorted(p.stem for p in (sbd_root / "cls").glob("*.mat"))
 
 
@@ -111,14 +134,14 @@ def list_split(manual_dir: os.PathLike | str, split: str) -> list[Record]:
   voc_root = find_voc_root(manual_dir)
   images, labels = voc_root / "JPEGImages", voc_root / "SegmentationClass"
   if split != "train_aug":
-    return [Record(i, images / f"{i}.jpg", labels / f"{i}.png") for i in _voc_list(voc_root,
-                                                                                     split)]
+    return [Record(i, images / f"{i}.jpg", labels / f"{i}.png") for i in _voc_list(voc_root, split)]
   sbd_root = find_sbd_root(manual_dir)
   if sbd_root is None:
     raise readers.MissingDataError(
-        f"VOC2012 split 'train_aug' needs SBD: no "
-        f"{' or '.join(str(pathlib.Path(manual_dir).joinpath(*s, 'cls')) for s in _SBD_SUBDIRS)}"
-        f".\n\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+      f"VOC2012 split 'train_aug' needs SBD: no "
+      f"{' or '.join(str(pathlib.Path(manual_dir).joinpath(*s, 'cls')) for s in _SBD_SUBDIRS)}"
+      f".\n\n{MANUAL_DOWNLOAD_INSTRUCTIONS}"
+    )
   voc_train = set(_voc_list(voc_root, "train"))
   ids = sorted((voc_train | set(sbd_ids(sbd_root))) - set(_voc_list(voc_root, "val")))
   records = []
@@ -127,8 +150,9 @@ def list_split(manual_dir: os.PathLike | str, split: str) -> list[Record]:
       records.append(Record(i, images / f"{i}.jpg", labels / f"{i}.png"))
     else:
       image = sbd_root / "img" / f"{i}.jpg"
-      records.append(Record(i, image if image.is_file() else images / f"{i}.jpg",
-                            sbd_root / "cls" / f"{i}.mat"))
+      records.append(
+        Record(i, image if image.is_file() else images / f"{i}.jpg", sbd_root / "cls" / f"{i}.mat")
+      )
   return records
 
 
@@ -139,11 +163,14 @@ def read_sbd_label(path: os.PathLike | str) -> np.ndarray:
     gt = scipy.io.loadmat(os.fspath(path), squeeze_me=True, struct_as_record=False)["GTcls"]
     segmentation = np.asarray(gt.Segmentation)
   except Exception as e:  # scipy's many errors for damaged files; KeyError, AttributeError
-    raise readers.DataError(f"Cannot read GTcls.Segmentation from SBD file {str(path)!r} "
-                            f"({type(e).__name__}: {e}); extract benchmark.tgz again.") from e
+    raise readers.DataError(
+      f"Cannot read GTcls.Segmentation from SBD file {str(path)!r} "
+      f"({type(e).__name__}: {e}); extract benchmark.tgz again."
+    ) from e
   if segmentation.ndim != 2:
-    raise readers.DataError(f"SBD file {str(path)!r}: GTcls.Segmentation has shape "
-                            f"{segmentation.shape}, expected [H, W].")
+    raise readers.DataError(
+      f"SBD file {str(path)!r}: GTcls.Segmentation has shape {segmentation.shape}, expected [H, W]."
+    )
   return segmentation
 
 
@@ -156,9 +183,13 @@ def read_label(path: os.PathLike | str) -> np.ndarray:
 
 def load_example(record: Record) -> dict[str, Any]:
   """One record -> {image, label, id}, with size and value checks."""
-  return readers.segmentation_example(readers.read_image(record.image_path),
-                                      read_label(record.label_path), record.id, NUM_CLASSES,
-                                      record.label_path)
+  return readers.segmentation_example(
+    readers.read_image(record.image_path),
+    read_label(record.label_path),
+    record.id,
+    NUM_CLASSES,
+    record.label_path,
+  )
 
 
 class Voc2012(readers.ArrayRecordBuilder):
@@ -170,14 +201,20 @@ class Voc2012(readers.ArrayRecordBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.make_info(
-        "PASCAL VOC 2012 semantic segmentation, 20 classes + background, 255 = void; "
-        "train_aug adds the SBD annotations (Hariharan et al. 2011).",
-        {"image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
-         "label": tfds.features.Tensor(shape=(None, None), dtype=np.uint8,
-                                       encoding=tfds.features.Encoding.ZLIB,
-                                       doc="[H, W] classes 0..20, 255 = ignore"),
-         "id": tfds.features.Text()},
-        _HOMEPAGE)
+      "PASCAL VOC 2012 semantic segmentation, 20 classes + background, 255 = void; "
+      "train_aug adds the SBD annotations (Hariharan et al. 2011).",
+      {
+        "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+        "label": tfds.features.Tensor(
+          shape=(None, None),
+          dtype=np.uint8,
+          encoding=tfds.features.Encoding.ZLIB,
+          doc="[H, W] classes 0..20, 255 = ignore",
+        ),
+        "id": tfds.features.Text(),
+      },
+      _HOMEPAGE,
+    )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     manual_dir = readers.manual_dir_of(dl_manager, MANUAL_DOWNLOAD_INSTRUCTIONS)
@@ -187,21 +224,28 @@ class Voc2012(readers.ArrayRecordBuilder):
       splits.append("train_aug")
     return {s: self._generate_examples(manual_dir, s) for s in splits}
 
-  def _generate_examples(self, manual_dir: pathlib.Path,
-                         split: str) -> Iterator[tuple[int, dict]]:
+  def _generate_examples(self, manual_dir: pathlib.Path, split: str) -> Iterator[tuple[int, dict]]:
     for index, record in enumerate(list_split(manual_dir, split)):
       example = load_example(record)  # checks the files at build time
-      yield index, {"image": readers.read_bytes(record.image_path),
-                    "label": example["label"].astype(np.uint8), "id": record.id}
+      yield (
+        index,
+        {
+          "image": readers.read_bytes(record.image_path),
+          "label": example["label"].astype(np.uint8),
+          "id": record.id,
+        },
+      )
 
 
 def _from_record(record) -> dict[str, Any]:
-  return readers.segmentation_example(readers.decode_image(record["image"], record["id"]),
-                                      record["label"], record["id"], NUM_CLASSES)
+  return readers.segmentation_example(
+    readers.decode_image(record["image"], record["id"]), record["label"], record["id"], NUM_CLASSES
+  )
 
 
-def tfds_source(split: str, data_dir: os.PathLike | str | None = None,
-                manual_dir: os.PathLike | str | None = None) -> readers.TfdsSource:
+def tfds_source(
+  split: str, data_dir: os.PathLike | str | None = None, manual_dir: os.PathLike | str | None = None
+) -> readers.TfdsSource:
   """VOC2012 from the array_record dataset in data_dir (built from manual_dir on first use).
 
   Splits with an empty list are not built; train_aug only when SBD was in manual_dir.
@@ -217,9 +261,12 @@ def folder_source(split: str, manual_dir: os.PathLike | str) -> readers.ListSour
   return readers.ListSource("voc2012", split, list_split(manual_dir, split), load_example)
 
 
-@DATASETS.register("voc2012", defaults=dict(
-    data_dir=config_dict.placeholder(str), manual_dir=config_dict.placeholder(str),
-    backend="tfds"))
+@DATASETS.register(
+  "voc2012",
+  defaults=dict(
+    data_dir=config_dict.placeholder(str), manual_dir=config_dict.placeholder(str), backend="tfds"
+  ),
+)
 def voc2012_source(split: str, config) -> readers.TfdsSource | readers.ListSource:
   """The registry's factory: ``data_dir`` (TFDS), ``manual_dir`` (holding VOCdevkit/ and
   optionally SBD), ``backend`` ('tfds' | 'folder')."""

@@ -162,13 +162,14 @@ def min_cost_assignment(indptr, indices, costs, num_cols):
   return col4row
 
 
-def assign(indptr: np.ndarray, indices: np.ndarray, costs: np.ndarray,
-           num_cols: int) -> np.ndarray:
+def assign(indptr: np.ndarray, indices: np.ndarray, costs: np.ndarray, num_cols: int) -> np.ndarray:
   """Typed front of `min_cost_assignment`. Returns col4row int64 [num_rows]."""
   return min_cost_assignment(
-      np.ascontiguousarray(indptr, np.int64),
-      np.ascontiguousarray(indices, np.int64),
-      np.ascontiguousarray(costs, np.int64), int(num_cols))
+    np.ascontiguousarray(indptr, np.int64),
+    np.ascontiguousarray(indices, np.int64),
+    np.ascontiguousarray(costs, np.int64),
+    int(num_cols),
+  )
 
 
 @numba.njit(cache=True, nogil=True)
@@ -228,8 +229,7 @@ def match_points(ys1, xs1, grid2, near2, n2_all, r, dv, du, cost, ow):
   num_offsets = dv.shape[0]
   matched1 = np.zeros(n1_all, np.bool_)
   matched2 = np.zeros(n2_all, np.bool_)
-  deg1, deg2, node1, node2, n1, n2 = matchable_nodes(
-      ys1, xs1, grid2, near2, n2_all, r, dv, du)
+  deg1, deg2, node1, node2, n1, n2 = matchable_nodes(ys1, xs1, grid2, near2, n2_all, r, dv, du)
   if n1 == 0:
     return matched1, matched2
   pix1 = np.empty(n1, np.int64)
@@ -276,8 +276,7 @@ def match_points(ys1, xs1, grid2, near2, n2_all, r, dv, du, cost, ow):
   for row in range(num_rows):
     indices[fill[row]] = num_real_cols + row
     costs[fill[row]] = ow
-  col4row = min_cost_assignment(indptr, indices, costs,
-                                num_real_cols + num_rows)
+  col4row = min_cost_assignment(indptr, indices, costs, num_real_cols + num_rows)
   for row in range(num_rows):
     col = col4row[row]
     if col < num_real_cols:
@@ -365,8 +364,7 @@ def k_of_n(state, k, n, out):
 
 
 @numba.njit(cache=True, nogil=True)
-def official_match_points(ys1, xs1, grid2, near2, n2_all, r, dv, du, cost, ow,
-                          degree, state):
+def official_match_points(ys1, xs1, grid2, near2, n2_all, r, dv, du, cost, ow, degree, state):
   """The official match.cc graph (random sparse outliers), solved exactly.
 
   Nodes are the matchable pixels in the caller's order (column-major, as
@@ -391,8 +389,7 @@ def official_match_points(ys1, xs1, grid2, near2, n2_all, r, dv, du, cost, ow,
   num_offsets = dv.shape[0]
   matched1 = np.zeros(n1_all, np.bool_)
   matched2 = np.zeros(n2_all, np.bool_)
-  deg1, deg2, node1, node2, n1, n2 = matchable_nodes(
-      ys1, xs1, grid2, near2, n2_all, r, dv, du)
+  deg1, deg2, node1, node2, n1, n2 = matchable_nodes(ys1, xs1, grid2, near2, n2_all, r, dv, du)
   num_real = 0
   for a in range(n1_all):
     num_real += deg1[a]
@@ -490,10 +487,16 @@ def official_match_points(ys1, xs1, grid2, near2, n2_all, r, dv, du, cost, ow,
 @numba.njit(cache=True, nogil=True)
 def _neighbour_code(img, y, x):
   """Bit k = neighbour x_{k+1} of Lam et al.: E, NE, N, NW, W, SW, S, SE."""
-  return (img[y, x + 1] | (img[y - 1, x + 1] << 1) | (img[y - 1, x] << 2) |
-          (img[y - 1, x - 1] << 3) | (img[y, x - 1] << 4) |
-          (img[y + 1, x - 1] << 5) | (img[y + 1, x] << 6) |
-          (img[y + 1, x + 1] << 7))
+  return (
+    img[y, x + 1]
+    | (img[y - 1, x + 1] << 1)
+    | (img[y - 1, x] << 2)
+    | (img[y - 1, x - 1] << 3)
+    | (img[y, x - 1] << 4)
+    | (img[y + 1, x - 1] << 5)
+    | (img[y + 1, x] << 6)
+    | (img[y + 1, x + 1] << 7)
+  )
 
 
 @numba.njit(cache=True, nogil=True)

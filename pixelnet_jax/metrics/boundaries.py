@@ -40,11 +40,10 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy import ndimage
-from scipy import sparse
+from scipy import ndimage, sparse
 from scipy.sparse import csgraph
 
 # Defaults of the official benchmark.
@@ -55,7 +54,7 @@ _COST_MULTIPLIER = 100
 # match.cc: random outlier edges per node.
 OUTLIER_DEGREE = 6
 # 'official': match.cc's random sparse graph; 'optimal': the full graph.
-MATCHERS = ('official', 'optimal')
+MATCHERS = ("official", "optimal")
 
 
 # ----------------------------------------------------------------------------
@@ -72,12 +71,11 @@ def conv_tri(image: np.ndarray, radius: int) -> np.ndarray:
     [H, W] float64.
   """
   if radius < 1 or int(radius) != radius:
-    raise ValueError(f'radius must be an integer >= 1, got {radius}.')
+    raise ValueError(f"radius must be an integer >= 1, got {radius}.")
   r = int(radius)
   f = np.concatenate([np.arange(1, r + 2), np.arange(r, 0, -1)]) / (r + 1) ** 2
-  out = ndimage.convolve1d(np.asarray(image, np.float64), f, axis=0,
-                           mode='reflect')
-  return ndimage.convolve1d(out, f, axis=1, mode='reflect')
+  out = ndimage.convolve1d(np.asarray(image, np.float64), f, axis=0, mode="reflect")
+  return ndimage.convolve1d(out, f, axis=1, mode="reflect")
 
 
 def edge_orientation(edges: np.ndarray, smooth_radius: int = 4) -> np.ndarray:
@@ -110,13 +108,21 @@ def _interp_bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray):
   dy0 = y - y0
   dx1 = 1 - dx0
   dy1 = 1 - dy0
-  return (image[y0, x0] * dx1 * dy1 + image[y0, x0 + 1] * dx0 * dy1 +
-          image[y0 + 1, x0] * dx1 * dy0 + image[y0 + 1, x0 + 1] * dx0 * dy0)
+  return (
+    image[y0, x0] * dx1 * dy1
+    + image[y0, x0 + 1] * dx0 * dy1
+    + image[y0 + 1, x0] * dx1 * dy0
+    + image[y0 + 1, x0 + 1] * dx0 * dy0
+  )
 
 
-def edge_nms(edges: np.ndarray, orientation: np.ndarray | None = None,
-             radius: int = 1, border: int = 5,
-             multiplier: float = 1.01) -> np.ndarray:
+def edge_nms(
+  edges: np.ndarray,
+  orientation: np.ndarray | None = None,
+  radius: int = 1,
+  border: int = 5,
+  multiplier: float = 1.01,
+) -> np.ndarray:
   """Non-maximum suppression across edges, as `edgesNmsMex(E,O,r,s,m)`.
 
   A pixel survives when `multiplier * E` is at least the bilinearly read
@@ -132,7 +138,7 @@ def edge_nms(edges: np.ndarray, orientation: np.ndarray | None = None,
   """
   e0 = np.asarray(edges, np.float32)
   if e0.ndim != 2:
-    raise ValueError(f'edges must be [H, W], got shape {e0.shape}.')
+    raise ValueError(f"edges must be [H, W], got shape {e0.shape}.")
   if orientation is None:
     orientation = edge_orientation(e0)
   orientation = np.asarray(orientation, np.float32)
@@ -155,9 +161,9 @@ def edge_nms(edges: np.ndarray, orientation: np.ndarray | None = None,
   if s > 0:
     ramp = np.arange(s, dtype=np.float32) / np.float32(s)
     out[:, :s] *= ramp[None, :]
-    out[:, w - s:] *= ramp[None, ::-1]
+    out[:, w - s :] *= ramp[None, ::-1]
     out[:s, :] *= ramp[:, None]
-    out[h - s:, :] *= ramp[::-1, None]
+    out[h - s :, :] *= ramp[::-1, None]
   return out
 
 
@@ -202,7 +208,7 @@ def thin(bmap: np.ndarray) -> np.ndarray:
   """
   skel = np.asarray(bmap, bool)
   if skel.ndim != 2:
-    raise ValueError(f'bmap must be [H, W], got shape {skel.shape}.')
+    raise ValueError(f"bmap must be [H, W], got shape {skel.shape}.")
   ys, xs = np.nonzero(skel)
   out = np.zeros(skel.shape, bool)
   if ys.size == 0:
@@ -212,6 +218,7 @@ def thin(bmap: np.ndarray) -> np.ndarray:
   work = np.zeros((y1 - y0 + 2, x1 - x0 + 2), np.uint8)
   work[1:-1, 1:-1] = skel[y0:y1, x0:x1]
   from pixelnet_jax.metrics import _kernels  # pylint: disable=g-import-not-at-top
+
   _kernels.thin_inplace(work, _THIN_LUT1, _THIN_LUT2)
   out[y0:y1, x0:x1] = work[1:-1, 1:-1].astype(bool)
   return out
@@ -227,7 +234,7 @@ def _offsets(max_dist_px: float, column_outer: bool = False):
   `column_outer` lists them as match.cc adds edges (column offset outer).
   """
   r = int(math.ceil(max_dist_px))
-  dv, du = np.mgrid[-r:r + 1, -r:r + 1]
+  dv, du = np.mgrid[-r : r + 1, -r : r + 1]
   if column_outer:
     dv, du = dv.T, du.T
   d2 = (du * du + dv * dv).ravel()
@@ -238,12 +245,12 @@ def _offsets(max_dist_px: float, column_outer: bool = False):
 
 def _check_matcher(matcher: str) -> None:
   if matcher not in MATCHERS:
-    raise ValueError(f'matcher must be one of {MATCHERS}, got {matcher!r}.')
+    raise ValueError(f"matcher must be one of {MATCHERS}, got {matcher!r}.")
 
 
 def _pixels(bmap: np.ndarray, matcher: str):
   """(ys, xs) of a map's pixels; column-major for 'official' (match.cc ids)."""
-  if matcher == 'official':
+  if matcher == "official":
     xs, ys = np.nonzero(bmap.T)
     return ys, xs
   return np.nonzero(bmap)
@@ -254,10 +261,14 @@ def _rand48_state(seed: int) -> np.ndarray:
   return np.array([int(seed) & ((1 << 48) - 1)], np.uint64)
 
 
-def correspond_pixels(bmap1: np.ndarray, bmap2: np.ndarray,
-                      max_dist: float = MAX_DIST,
-                      outlier_cost: float = OUTLIER_COST,
-                      matcher: str = 'optimal', seed: int = 0):
+def correspond_pixels(
+  bmap1: np.ndarray,
+  bmap2: np.ndarray,
+  max_dist: float = MAX_DIST,
+  outlier_cost: float = OUTLIER_COST,
+  matcher: str = "optimal",
+  seed: int = 0,
+):
   """Minimum-cost correspondence between two boundary maps.
 
   Pixels closer than `max_dist * diagonal` may match one-to-one; a pixel left
@@ -278,17 +289,24 @@ def correspond_pixels(bmap1: np.ndarray, bmap2: np.ndarray,
   bmap1 = np.asarray(bmap1, bool)
   bmap2 = np.asarray(bmap2, bool)
   if bmap1.shape != bmap2.shape or bmap1.ndim != 2:
-    raise ValueError(f'boundary maps must be [H, W] of equal shape, got '
-                     f'{bmap1.shape} and {bmap2.shape}.')
+    raise ValueError(
+      f"boundary maps must be [H, W] of equal shape, got {bmap1.shape} and {bmap2.shape}."
+    )
   _check_matcher(matcher)
   h, w = bmap1.shape
   max_dist_px = max_dist * math.hypot(h, w)
   ys1, xs1 = _pixels(bmap1, matcher)
   ys2, xs2 = _pixels(bmap2, matcher)
-  m1, m2 = _match_pixels(ys1, xs1, ys2, xs2, (h, w), max_dist_px,
-                         outlier_cost * max_dist_px,
-                         state=(_rand48_state(seed) if matcher == 'official'
-                                else None))
+  m1, m2 = _match_pixels(
+    ys1,
+    xs1,
+    ys2,
+    xs2,
+    (h, w),
+    max_dist_px,
+    outlier_cost * max_dist_px,
+    state=(_rand48_state(seed) if matcher == "official" else None),
+  )
   matched1 = np.zeros((h, w), bool)
   matched2 = np.zeros((h, w), bool)
   matched1[ys1[m1], xs1[m1]] = True
@@ -310,12 +328,13 @@ def _near_mask(grid, r, dv, du):
   h, w = present.shape[0] - 2 * r, present.shape[1] - 2 * r
   near = np.zeros((h, w), bool)
   for a, b in zip(dv, du):
-    near |= present[r + a:r + a + h, r + b:r + b + w]
+    near |= present[r + a : r + a + h, r + b : r + b + w]
   return near
 
 
-def _match_pixels(ys1, xs1, ys2, xs2, shape, max_dist_px, outlier_cost_px,
-                  solver='numba', targets=None, state=None):
+def _match_pixels(
+  ys1, xs1, ys2, xs2, shape, max_dist_px, outlier_cost_px, solver="numba", targets=None, state=None
+):
   """Matching on pixel lists; returns bool [n1], [n2] 'has a partner'.
 
   `solver='scipy'` is a slower, independent reference used by the tests.
@@ -333,23 +352,42 @@ def _match_pixels(ys1, xs1, ys2, xs2, shape, max_dist_px, outlier_cost_px,
   if state is not None:
     r, dv, du, cost = _offsets(max_dist_px, column_outer=True)
     from pixelnet_jax.metrics import _kernels  # pylint: disable=g-import-not-at-top
+
     return _kernels.official_match_points(
-        np.ascontiguousarray(ys1, np.int64), np.ascontiguousarray(xs1, np.int64),
-        grid2, near2, n2_all, r, dv.astype(np.int64), du.astype(np.int64),
-        cost, ow, OUTLIER_DEGREE, state)
+      np.ascontiguousarray(ys1, np.int64),
+      np.ascontiguousarray(xs1, np.int64),
+      grid2,
+      near2,
+      n2_all,
+      r,
+      dv.astype(np.int64),
+      du.astype(np.int64),
+      cost,
+      ow,
+      OUTLIER_DEGREE,
+      state,
+    )
   r, dv, du, cost = _offsets(max_dist_px)
-  if solver == 'numba':
+  if solver == "numba":
     from pixelnet_jax.metrics import _kernels  # pylint: disable=g-import-not-at-top
+
     return _kernels.match_points(
-        np.ascontiguousarray(ys1, np.int64), np.ascontiguousarray(xs1, np.int64),
-        grid2, near2, n2_all, r, dv.astype(np.int64), du.astype(np.int64),
-        cost, ow)
-  if solver != 'scipy':
-    raise ValueError(f'unknown solver {solver!r}; use numba or scipy.')
+      np.ascontiguousarray(ys1, np.int64),
+      np.ascontiguousarray(xs1, np.int64),
+      grid2,
+      near2,
+      n2_all,
+      r,
+      dv.astype(np.int64),
+      du.astype(np.int64),
+      cost,
+      ow,
+    )
+  if solver != "scipy":
+    raise ValueError(f"unknown solver {solver!r}; use numba or scipy.")
   matched1 = np.zeros(n1_all, bool)
   matched2 = np.zeros(n2_all, bool)
-  cand = grid2[(ys1 + r)[:, None] + dv[None, :],
-               (xs1 + r)[:, None] + du[None, :]]
+  cand = grid2[(ys1 + r)[:, None] + dv[None, :], (xs1 + r)[:, None] + du[None, :]]
   ii, kk = np.nonzero(cand >= 0)
   if ii.size == 0:
     return matched1, matched2
@@ -386,8 +424,7 @@ def _solve_scipy(ei, ej, ww, n1, n2, ow):
   rows = np.concatenate([ei, a1, n1 + a2, n1 + ej])
   cols = np.concatenate([ej, n2 + a1, a2, n2 + ei])
   vals = np.concatenate([ww + 1, np.full(n1 + n2 + ei.size, ow + 1)])
-  graph = sparse.csr_matrix((vals.astype(np.float64), (rows, cols)),
-                            shape=(n, n))
+  graph = sparse.csr_matrix((vals.astype(np.float64), (rows, cols)), shape=(n, n))
   _, col_ind = csgraph.min_weight_full_bipartite_matching(graph)
   return col_ind[:n1]
 
@@ -399,15 +436,20 @@ def _solve_scipy(ei, ej, ww, n1, n2, ow):
 def thresholds(num_thresholds: int) -> np.ndarray:
   """`linspace(1/(n+1), 1 - 1/(n+1), n)` as the benchmark. Returns [n] float64."""
   if num_thresholds < 1:
-    raise ValueError(f'num_thresholds must be >= 1, got {num_thresholds}.')
+    raise ValueError(f"num_thresholds must be >= 1, got {num_thresholds}.")
   n = int(num_thresholds)
   return np.linspace(1.0 / (n + 1), 1.0 - 1.0 / (n + 1), n)
 
 
-def evaluate_image(prob: np.ndarray, boundaries: Sequence[np.ndarray],
-                   thresh: np.ndarray, nms: bool = False,
-                   max_dist: float = MAX_DIST, matcher: str = 'optimal',
-                   seed: int = 0) -> np.ndarray:
+def evaluate_image(
+  prob: np.ndarray,
+  boundaries: Sequence[np.ndarray],
+  thresh: np.ndarray,
+  nms: bool = False,
+  max_dist: float = MAX_DIST,
+  matcher: str = "optimal",
+  seed: int = 0,
+) -> np.ndarray:
   """Match counts of one image at every threshold.
 
   Thresholds `prob >= t`, thins, and matches against each annotator in turn:
@@ -430,17 +472,17 @@ def evaluate_image(prob: np.ndarray, boundaries: Sequence[np.ndarray],
   gts = [np.asarray(g, bool) for g in boundaries]
   for g in gts:
     if g.shape != prob.shape:
-      raise ValueError(f'boundary map shape {g.shape} differs from the '
-                       f'prediction shape {prob.shape}.')
+      raise ValueError(
+        f"boundary map shape {g.shape} differs from the prediction shape {prob.shape}."
+      )
   if nms:
     prob = edge_nms(prob).astype(np.float64)
   h, w = prob.shape
   max_dist_px = max_dist * math.hypot(h, w)
   outlier_px = OUTLIER_COST * max_dist_px
   gt_pixels = [_pixels(g, matcher) for g in gts]
-  targets = [_match_targets(ys2, xs2, (h, w), max_dist_px)
-             for ys2, xs2 in gt_pixels]
-  state = _rand48_state(seed) if matcher == 'official' else None
+  targets = [_match_targets(ys2, xs2, (h, w), max_dist_px) for ys2, xs2 in gt_pixels]
+  state = _rand48_state(seed) if matcher == "official" else None
   sum_r = sum(int(g.sum()) for g in gts)
   counts = np.zeros((len(thresh), 4), np.int64)
   for t, th in enumerate(thresh):
@@ -449,8 +491,9 @@ def evaluate_image(prob: np.ndarray, boundaries: Sequence[np.ndarray],
     matched_any = np.zeros(ys1.size, bool)
     cnt_r = 0
     for (ys2, xs2), target in zip(gt_pixels, targets):
-      m1, m2 = _match_pixels(ys1, xs1, ys2, xs2, (h, w), max_dist_px,
-                             outlier_px, targets=target, state=state)
+      m1, m2 = _match_pixels(
+        ys1, xs1, ys2, xs2, (h, w), max_dist_px, outlier_px, targets=target, state=state
+      )
       matched_any |= m1
       cnt_r += int(m2.sum())
     counts[t] = (cnt_r, sum_r, int(matched_any.sum()), ys1.size)
@@ -481,8 +524,7 @@ def max_f(thresh: np.ndarray, recall: np.ndarray, precision: np.ndarray):
   Returns (threshold, recall, precision, f) of the official `maxF`: the first
   maximum along the scan (strictly greater wins).
   """
-  best = (thresh[0], recall[0], precision[0],
-          float(f_measure(recall[0], precision[0])))
+  best = (thresh[0], recall[0], precision[0], float(f_measure(recall[0], precision[0])))
   d = np.linspace(0.0, 1.0, 100)
   for i in range(1, len(thresh)):
     t = thresh[i] * d + thresh[i - 1] * (1 - d)
@@ -513,6 +555,7 @@ def area_pr(recall: np.ndarray, precision: np.ndarray) -> float:
 @dataclasses.dataclass(frozen=True)
 class BoundaryScores:
   """Benchmark results; arrays are per threshold [T] or per image [N]."""
+
   ods_threshold: float
   ods_recall: float
   ods_precision: float
@@ -531,13 +574,24 @@ class BoundaryScores:
 
   def summary(self) -> dict:
     """JSON-friendly top-level numbers."""
-    return {k: float(getattr(self, k)) for k in (
-        'ods_threshold', 'ods_recall', 'ods_precision', 'ods_f',
-        'ois_recall', 'ois_precision', 'ois_f', 'ap')}
+    return {
+      k: float(getattr(self, k))
+      for k in (
+        "ods_threshold",
+        "ods_recall",
+        "ods_precision",
+        "ods_f",
+        "ois_recall",
+        "ois_precision",
+        "ois_f",
+        "ap",
+      )
+    }
 
 
-def collect(thresh: np.ndarray, counts: np.ndarray,
-            image_ids: Sequence[str] | None = None) -> BoundaryScores:
+def collect(
+  thresh: np.ndarray, counts: np.ndarray, image_ids: Sequence[str] | None = None
+) -> BoundaryScores:
   """ODS, OIS and AP from per-image counts, as `collect_eval_bdry.m`.
 
   Args:
@@ -546,11 +600,10 @@ def collect(thresh: np.ndarray, counts: np.ndarray,
   """
   counts = np.asarray(counts, np.int64)
   if counts.ndim != 3 or counts.shape[1:] != (len(thresh), 4):
-    raise ValueError(f'counts must be [N, {len(thresh)}, 4], got '
-                     f'{counts.shape}.')
+    raise ValueError(f"counts must be [N, {len(thresh)}, 4], got {counts.shape}.")
   n = counts.shape[0]
   if n == 0:
-    raise ValueError('no images to score.')
+    raise ValueError("no images to score.")
   image_best = np.zeros((n, 4))
   ois = np.zeros(4, np.int64)
   for i, c in enumerate(counts):
@@ -564,21 +617,31 @@ def collect(thresh: np.ndarray, counts: np.ndarray,
   ods = max_f(thresh, recall, precision)
   ois_r = float(_ratio(ois[0], ois[1]))
   ois_p = float(_ratio(ois[2], ois[3]))
-  ids = tuple(image_ids) if image_ids is not None else tuple(
-      str(i + 1) for i in range(n))
+  ids = tuple(image_ids) if image_ids is not None else tuple(str(i + 1) for i in range(n))
   return BoundaryScores(
-      ods_threshold=ods[0], ods_recall=ods[1], ods_precision=ods[2],
-      ods_f=ods[3], ois_recall=ois_r, ois_precision=ois_p,
-      ois_f=float(f_measure(ois_r, ois_p)), ap=area_pr(recall, precision),
-      thresholds=np.asarray(thresh, np.float64), recall=recall,
-      precision=precision, f=f_measure(recall, precision), image_ids=ids,
-      image_best=image_best, counts=counts)
+    ods_threshold=ods[0],
+    ods_recall=ods[1],
+    ods_precision=ods[2],
+    ods_f=ods[3],
+    ois_recall=ois_r,
+    ois_precision=ois_p,
+    ois_f=float(f_measure(ois_r, ois_p)),
+    ap=area_pr(recall, precision),
+    thresholds=np.asarray(thresh, np.float64),
+    recall=recall,
+    precision=precision,
+    f=f_measure(recall, precision),
+    image_ids=ids,
+    image_best=image_best,
+    counts=counts,
+  )
 
 
 def _evaluate_one(args):
   prob, boundaries, thresh, nms, max_dist, matcher, seed = args
-  return evaluate_image(prob, boundaries, thresh, nms=nms, max_dist=max_dist,
-                        matcher=matcher, seed=seed)
+  return evaluate_image(
+    prob, boundaries, thresh, nms=nms, max_dist=max_dist, matcher=matcher, seed=seed
+  )
 
 
 def _image_seed(seed: int, index: int) -> int:
@@ -586,13 +649,16 @@ def _image_seed(seed: int, index: int) -> int:
   return (int(seed) * 1000003 + index) & ((1 << 48) - 1)
 
 
-def evaluate_boundaries(predictions: Mapping[str, np.ndarray],
-                        ground_truth: Mapping[str, Sequence[np.ndarray]],
-                        num_thresholds: int = 99, nms: bool = False,
-                        workers: int = 1,
-                        max_dist: float = MAX_DIST,
-                        matcher: str = 'optimal',
-                        seed: int = 0) -> BoundaryScores:
+def evaluate_boundaries(
+  predictions: Mapping[str, np.ndarray],
+  ground_truth: Mapping[str, Sequence[np.ndarray]],
+  num_thresholds: int = 99,
+  nms: bool = False,
+  workers: int = 1,
+  max_dist: float = MAX_DIST,
+  matcher: str = "optimal",
+  seed: int = 0,
+) -> BoundaryScores:
   """Scores edge probability maps against BSDS-style ground truth.
 
   Args:
@@ -613,8 +679,10 @@ def evaluate_boundaries(predictions: Mapping[str, np.ndarray],
   """
   missing = sorted(set(ground_truth) - set(predictions))
   if missing:
-    raise KeyError(f'no prediction for ground-truth image(s) {missing[:5]} '
-                   f'({len(missing)} missing); predict every image.')
+    raise KeyError(
+      f"no prediction for ground-truth image(s) {missing[:5]} "
+      f"({len(missing)} missing); predict every image."
+    )
   _check_matcher(matcher)
   ids = sorted(ground_truth)
   thresh = thresholds(num_thresholds)
@@ -623,28 +691,40 @@ def evaluate_boundaries(predictions: Mapping[str, np.ndarray],
     prob = np.asarray(predictions[image_id])
     gts = ground_truth[image_id]
     if prob.ndim != 2:
-      raise ValueError(f'prediction {image_id!r} must be [H, W], got shape '
-                       f'{prob.shape}.')
+      raise ValueError(f"prediction {image_id!r} must be [H, W], got shape {prob.shape}.")
     if not len(gts):
-      raise ValueError(f'ground truth {image_id!r} has no annotator.')
+      raise ValueError(f"ground truth {image_id!r} has no annotator.")
     for g in gts:
       if np.shape(g) != prob.shape:
-        raise ValueError(f'prediction {image_id!r} has shape {prob.shape} but '
-                         f'its ground truth has {np.shape(g)}; predict at the '
-                         f'ground-truth resolution.')
-    if prob.size and (np.nanmin(prob) < 0 or np.nanmax(prob) > 1 or
-                      np.isnan(prob).any()):
-      raise ValueError(f'prediction {image_id!r} must hold probabilities in '
-                       f'[0, 1] (apply the sigmoid first).')
-    jobs.append((prob, [np.asarray(g, bool) for g in gts], thresh, nms,
-                 max_dist, matcher, _image_seed(seed, len(jobs))))
+        raise ValueError(
+          f"prediction {image_id!r} has shape {prob.shape} but "
+          f"its ground truth has {np.shape(g)}; predict at the "
+          f"ground-truth resolution."
+        )
+    if prob.size and (np.nanmin(prob) < 0 or np.nanmax(prob) > 1 or np.isnan(prob).any()):
+      raise ValueError(
+        f"prediction {image_id!r} must hold probabilities in [0, 1] (apply the sigmoid first)."
+      )
+    jobs.append(
+      (
+        prob,
+        [np.asarray(g, bool) for g in gts],
+        thresh,
+        nms,
+        max_dist,
+        matcher,
+        _image_seed(seed, len(jobs)),
+      )
+    )
   if workers <= 1 or len(jobs) <= 1:
     counts = [_evaluate_one(j) for j in jobs]
   else:
     # spawn: safe even when the caller has started JAX's threads.
     import multiprocessing  # pylint: disable=g-import-not-at-top
-    ctx = multiprocessing.get_context('spawn')
+
+    ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(
-        max_workers=min(workers, len(jobs)), mp_context=ctx) as pool:
+      max_workers=min(workers, len(jobs)), mp_context=ctx
+    ) as pool:
       counts = list(pool.map(_evaluate_one, jobs, chunksize=1))
   return collect(thresh, np.stack(counts), ids)

@@ -9,7 +9,7 @@ Host-side NumPy; JAX arrays are accepted.
 
 from __future__ import annotations
 
-from typing import Dict, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -43,14 +43,16 @@ def angular_errors(pred, gt, valid) -> np.ndarray:
   if pred.shape != gt.shape or pred.shape[-1:] != (3,):
     raise ValueError(f"`pred` {pred.shape} and `gt` {gt.shape} must both have shape [..., 3].")
   if valid.shape != gt.shape[:-1]:
-    raise ValueError(f"`valid` shape {valid.shape} must equal the normals' shape without "
-                     f"the last axis, {gt.shape[:-1]}.")
+    raise ValueError(
+      f"`valid` shape {valid.shape} must equal the normals' shape without "
+      f"the last axis, {gt.shape[:-1]}."
+    )
   valid = valid.astype(bool)
   cosine = np.sum(_unit(pred[valid]) * _unit(gt[valid]), axis=-1)
   return np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
 
 
-def scores(errors) -> Dict[str, float]:
+def scores(errors) -> dict[str, float]:
   """Pooled statistics of angular errors.
 
   Args:
@@ -69,9 +71,9 @@ def scores(errors) -> Dict[str, float]:
   if errors.size == 0:
     return {name: float("nan") for name in names}
   result = {
-      "mean": float(errors.mean()),
-      "median": float(np.median(errors)),
-      "rmse": float(np.sqrt(np.mean(errors ** 2))),
+    "mean": float(errors.mean()),
+    "median": float(np.median(errors)),
+    "rmse": float(np.sqrt(np.mean(errors**2))),
   }
   for t in THRESHOLDS:
     result[_within_name(t)] = float(100.0 * np.mean(errors < t))

@@ -7,8 +7,6 @@ accepted (and copied to the host).
 
 from __future__ import annotations
 
-from typing import Dict, Optional
-
 import numpy as np
 
 
@@ -16,22 +14,29 @@ def _check_ids(values: np.ndarray, num_classes: int, name: str, fix: str):
   bad = values[(values < 0) | (values >= num_classes)]
   if bad.size:
     raise ValueError(
-        f"{name} holds class id {int(bad[0])} (of {np.unique(bad).size} distinct bad "
-        f"values, e.g. {np.unique(bad)[:5].tolist()}) outside [0, {num_classes}); {fix}")
+      f"{name} holds class id {int(bad[0])} (of {np.unique(bad).size} distinct bad "
+      f"values, e.g. {np.unique(bad)[:5].tolist()}) outside [0, {num_classes}); {fix}"
+    )
 
 
-def check_label_ids(label, num_classes: int, ignore_label: int = 255,
-                    name: str = "`label`") -> None:
+def check_label_ids(
+  label, num_classes: int, ignore_label: int = 255, name: str = "`label`"
+) -> None:
   """Raises a ValueError naming the first class id outside [0, num_classes) that is
   not ``ignore_label`` (host-side check of a label map of any shape)."""
   label = np.asarray(label)
-  _check_ids(label[label != ignore_label], num_classes, name,
-             f"set `num_classes` to the dataset's class count or map the value to the "
-             f"ignore label {ignore_label}.")
+  _check_ids(
+    label[label != ignore_label],
+    num_classes,
+    name,
+    f"set `num_classes` to the dataset's class count or map the value to the "
+    f"ignore label {ignore_label}.",
+  )
 
 
-def confusion_matrix(pred, label, num_classes: int, ignore_label: int = 255,
-                     valid=None) -> np.ndarray:
+def confusion_matrix(
+  pred, label, num_classes: int, ignore_label: int = 255, valid=None
+) -> np.ndarray:
   """Counts (ground truth, prediction) pairs over the labelled pixels.
 
   Args:
@@ -56,8 +61,10 @@ def confusion_matrix(pred, label, num_classes: int, ignore_label: int = 255,
   pred = np.asarray(pred)
   label = np.asarray(label)
   if pred.shape != label.shape:
-    raise ValueError(f"`pred` shape {pred.shape} must equal `label` shape {label.shape} "
-                     "(resize predictions to the label resolution first).")
+    raise ValueError(
+      f"`pred` shape {pred.shape} must equal `label` shape {label.shape} "
+      "(resize predictions to the label resolution first)."
+    )
   for name, arr in (("pred", pred), ("label", label)):
     if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_):
       raise TypeError(f"`{name}` must hold integer class ids, got dtype {arr.dtype}.")
@@ -89,7 +96,7 @@ def _nanmean(values: np.ndarray) -> float:
   return float(finite.mean()) if finite.size else float("nan")
 
 
-def scores(confusion) -> Dict[str, object]:
+def scores(confusion) -> dict[str, object]:
   """Split-level scores of a confusion matrix.
 
   Args:
@@ -111,15 +118,16 @@ def scores(confusion) -> Dict[str, object]:
   iou = _ratio(true_pos, gt_count + pred_count - true_pos)
   accuracy = _ratio(true_pos, gt_count)
   return {
-      "miou": _nanmean(iou),
-      "pixel_accuracy": float(_ratio(true_pos.sum(), confusion.sum())),
-      "mean_accuracy": _nanmean(accuracy),
-      "iou": iou,
-      "accuracy": accuracy,
+    "miou": _nanmean(iou),
+    "pixel_accuracy": float(_ratio(true_pos.sum(), confusion.sum())),
+    "mean_accuracy": _nanmean(accuracy),
+    "iou": iou,
+    "accuracy": accuracy,
   }
 
 
-def compute(pred, label, num_classes: int, ignore_label: int = 255,
-            valid: Optional[np.ndarray] = None) -> Dict[str, object]:
+def compute(
+  pred, label, num_classes: int, ignore_label: int = 255, valid: np.ndarray | None = None
+) -> dict[str, object]:
   """One-shot ``scores(confusion_matrix(...))`` for a whole split in memory."""
   return scores(confusion_matrix(pred, label, num_classes, ignore_label, valid))

@@ -73,8 +73,9 @@ def default_model_config() -> ml_collections.ConfigDict:
 def _entry_config(registry, name: str, configs) -> ml_collections.ConfigDict:
   """Registry entry ``name``'s defaults updated by ``configs[name]`` where present."""
   overrides = configs.get(name) if configs is not None else None
-  return registry.config(name, overrides, where=f"{registry.config_key.rsplit('.', 1)[0]}."
-                         f"{registry.kind}s.{name}")
+  return registry.config(
+    name, overrides, where=f"{registry.config_key.rsplit('.', 1)[0]}.{registry.kind}s.{name}"
+  )
 
 
 def build_trunk(name: str, trunk_configs=None) -> Trunk:
@@ -96,8 +97,9 @@ def _taps(model_config, spec) -> tuple[str, ...]:
   return taps
 
 
-def create_model(model_config: ml_collections.ConfigDict, num_outputs: int,
-                 bn_axis_name: str | None = None) -> PixelNet:
+def create_model(
+  model_config: ml_collections.ConfigDict, num_outputs: int, bn_axis_name: str | None = None
+) -> PixelNet:
   """Builds PixelNet from ``config.model`` (fields: see ``default_model_config``).
 
   Args:
@@ -121,7 +123,8 @@ def create_model(model_config: ml_collections.ConfigDict, num_outputs: int,
     raise ValueError(f"num_outputs must be >= 1, got {num_outputs}.")
   if cfg.tap_activation not in TAP_ACTIVATIONS:
     raise ValueError(
-        f"Unknown model.tap_activation {cfg.tap_activation!r}; choose one of {TAP_ACTIVATIONS}.")
+      f"Unknown model.tap_activation {cfg.tap_activation!r}; choose one of {TAP_ACTIVATIONS}."
+    )
   if cfg.dtype not in DTYPES:
     raise ValueError(f"Unknown model.dtype {cfg.dtype!r}; choose one of {tuple(DTYPES)}.")
   if int(cfg.dense_chunk_size) < 1:
@@ -130,11 +133,21 @@ def create_model(model_config: ml_collections.ConfigDict, num_outputs: int,
   trunk = build_trunk(cfg.trunk, model_config.get("trunks"))
   taps = _taps(cfg, trunk.spec)
   head_config = _entry_config(HEADS, cfg.head, model_config.get("heads"))
-  head = HEADS.get(cfg.head)(tap_names=taps, num_outputs=int(num_outputs),
-                             bn_axis_name=bn_axis_name, dtype=dtype, **head_config)
+  head = HEADS.get(cfg.head)(
+    tap_names=taps,
+    num_outputs=int(num_outputs),
+    bn_axis_name=bn_axis_name,
+    dtype=dtype,
+    **head_config,
+  )
   return PixelNet(
-      trunk=trunk.make(taps=taps, tap_activation=cfg.tap_activation,
-                       bn_axis_name=bn_axis_name, dtype=dtype),
-      head=head, taps=taps, tap_strides=tuple(float(trunk.spec.tap_stride(t)) for t in taps),
-      num_outputs=int(num_outputs), dense_chunk_size=int(cfg.dense_chunk_size),
-      spec=trunk.spec)
+    trunk=trunk.make(
+      taps=taps, tap_activation=cfg.tap_activation, bn_axis_name=bn_axis_name, dtype=dtype
+    ),
+    head=head,
+    taps=taps,
+    tap_strides=tuple(float(trunk.spec.tap_stride(t)) for t in taps),
+    num_outputs=int(num_outputs),
+    dense_chunk_size=int(cfg.dense_chunk_size),
+    spec=trunk.spec,
+  )

@@ -13,7 +13,8 @@ dataclass fields (``config.model.heads.<name>``).
 
 from __future__ import annotations
 
-from typing import Any, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -27,7 +28,8 @@ from pixelnet_jax.models.vgg import normal_init
 def _check_features(features, tap_names):
   if len(features) != len(tap_names):
     raise ValueError(
-        f"The head was built for taps {tuple(tap_names)} but got {len(features)} feature arrays.")
+      f"The head was built for taps {tuple(tap_names)} but got {len(features)} feature arrays."
+    )
 
 
 class Dropout(nn.Module):
@@ -37,6 +39,7 @@ class Dropout(nn.Module):
   of multi-dimensional Threefry draws (see ``vgg.normal_init``). Needs the
   'dropout' rng when ``train`` and ``rate > 0``.
   """
+
   rate: float
 
   @nn.compact
@@ -57,7 +60,8 @@ class SplitDense(nn.Module):
     init_std: std of the normal kernel init (bias starts at zero).
     dtype: compute dtype.
   """
-  tap_names: Tuple[str, ...]
+
+  tap_names: tuple[str, ...]
   features: int
   init_std: float = 0.001
   dtype: Any = jnp.float32
@@ -76,8 +80,9 @@ class SplitDense(nn.Module):
     return y + bias.astype(self.dtype)
 
 
-@HEADS.register("mlp", defaults=dict(widths=(4096, 4096), dropout=0.5,
-                                     hypercolumn_dropout=0.0, init_std=0.001))
+@HEADS.register(
+  "mlp", defaults=dict(widths=(4096, 4096), dropout=0.5, hypercolumn_dropout=0.0, init_std=0.001)
+)
 class MLPHead(Head):
   """FC -> ReLU -> dropout, repeated, then FC K; the first FC split per tap.
 
@@ -88,7 +93,8 @@ class MLPHead(Head):
     hypercolumn_dropout: dropout rate on the hypercolumn itself (0 disables).
     init_std: std of the normal init of every kernel.
   """
-  widths: Tuple[int, ...] = (4096, 4096)
+
+  widths: tuple[int, ...] = (4096, 4096)
   dropout: float = 0.5
   hypercolumn_dropout: float = 0.0
   init_std: float = 0.001
@@ -117,14 +123,19 @@ class MLPHead(Head):
       if self.dropout > 0:
         x = Dropout(self.dropout, name=f"dropout_{i + 1}")(x, train)
       last = i == len(widths) - 2
-      x = nn.Dense(width, kernel_init=decayed(normal_init(self.init_std)),
-                   bias_init=nn.initializers.zeros, dtype=self.dtype,
-                   name="output" if last else f"hidden_{i + 1}")(x)
+      x = nn.Dense(
+        width,
+        kernel_init=decayed(normal_init(self.init_std)),
+        bias_init=nn.initializers.zeros,
+        dtype=self.dtype,
+        name="output" if last else f"hidden_{i + 1}",
+      )(x)
     return x.astype(jnp.float32)
 
 
-@HEADS.register("linear", defaults=dict(hypercolumn_dropout=0.0, init_std=0.001,
-                                        bn_momentum=0.9, bn_epsilon=1e-5))
+@HEADS.register(
+  "linear", defaults=dict(hypercolumn_dropout=0.0, init_std=0.001, bn_momentum=0.9, bn_epsilon=1e-5)
+)
 class LinearHead(Head):
   """Per-tap BatchNorm (no scale/offset), ReLU, one FC to K: the hypercolumn baseline.
 
@@ -136,6 +147,7 @@ class LinearHead(Head):
     init_std: std of the normal kernel init.
     bn_momentum, bn_epsilon: of the per-tap BatchNorm.
   """
+
   hypercolumn_dropout: float = 0.0
   init_std: float = 0.001
   bn_momentum: float = 0.9
@@ -151,13 +163,21 @@ class LinearHead(Head):
     _check_features(features, self.tap_names)
     normed = []
     for tap, f in zip(self.tap_names, features):
-      f = nn.BatchNorm(use_running_average=not train, use_scale=False, use_bias=False,
-                       momentum=self.bn_momentum, epsilon=self.bn_epsilon,
-                       axis_name=self.bn_axis_name, dtype=self.dtype, name=f"bn_{tap}")(f)
+      f = nn.BatchNorm(
+        use_running_average=not train,
+        use_scale=False,
+        use_bias=False,
+        momentum=self.bn_momentum,
+        epsilon=self.bn_epsilon,
+        axis_name=self.bn_axis_name,
+        dtype=self.dtype,
+        name=f"bn_{tap}",
+      )(f)
       normed.append(nn.relu(f))
     if self.hypercolumn_dropout > 0:
       drop = Dropout(self.hypercolumn_dropout, name="hypercolumn_dropout")
       normed = [drop(f, train) for f in normed]
-    x = SplitDense(self.tap_names, int(self.num_outputs), self.init_std, self.dtype,
-                   name="first")(normed)
+    x = SplitDense(self.tap_names, int(self.num_outputs), self.init_std, self.dtype, name="first")(
+      normed
+    )
     return x.astype(jnp.float32)

@@ -41,8 +41,9 @@ def read_taps(maps, taps, strides, points, points_batched: bool = True):
 
 def _pixel_grid(height: int, width: int):
   """Every pixel's (row, col), row-major: [H * W, 2] float32."""
-  rows, cols = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32),
-                            jnp.arange(width, dtype=jnp.float32), indexing="ij")
+  rows, cols = jnp.meshgrid(
+    jnp.arange(height, dtype=jnp.float32), jnp.arange(width, dtype=jnp.float32), indexing="ij"
+  )
   return jnp.stack([rows.reshape(-1), cols.reshape(-1)], axis=-1)
 
 
@@ -58,6 +59,7 @@ class PixelNet(nn.Module):
     dense_chunk_size: pixels per image per head call in ``predict_dense``.
     spec: the trunk's layer description (``tap_names``, ``tap_stride``), for callers.
   """
+
   trunk: nn.Module
   head: nn.Module
   taps: tuple[str, ...]
@@ -81,8 +83,9 @@ class PixelNet(nn.Module):
     _check_images(images)
     if points.ndim != 3 or points.shape[-1] != 2 or points.shape[0] != images.shape[0]:
       raise ValueError(
-          f"points must be [B, N, 2] (row, col) with B = {images.shape[0]} as in images, "
-          f"got {tuple(points.shape)}.")
+        f"points must be [B, N, 2] (row, col) with B = {images.shape[0]} as in images, "
+        f"got {tuple(points.shape)}."
+      )
     maps = self.trunk(images, train=train)
     features = read_taps(maps, self.taps, self.tap_strides, points)
     return self.head(features, train=train)

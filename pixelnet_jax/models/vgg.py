@@ -24,7 +24,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from typing import Any, Dict, Optional, Sequence, Tuple
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -49,29 +50,30 @@ class VGGSpec:
     fc: whether fc6 (7x7 conv, padding 3) and fc7 (1x1 conv) follow the last pool.
     fc_width: channels of fc6 and fc7.
   """
-  stage_widths: Tuple[int, ...]
-  convs_per_stage: Tuple[int, ...]
+
+  stage_widths: tuple[int, ...]
+  convs_per_stage: tuple[int, ...]
   fc: bool = True
   fc_width: int = 4096
 
   def __post_init__(self):
     if len(self.stage_widths) != len(self.convs_per_stage) or not self.stage_widths:
       raise ValueError(
-          f"stage_widths {self.stage_widths} and convs_per_stage {self.convs_per_stage} "
-          "must be non-empty and of the same length (one entry per stage).")
-    if any(int(w) < 1 for w in self.stage_widths) or any(
-        int(n) < 1 for n in self.convs_per_stage):
+        f"stage_widths {self.stage_widths} and convs_per_stage {self.convs_per_stage} "
+        "must be non-empty and of the same length (one entry per stage)."
+      )
+    if any(int(w) < 1 for w in self.stage_widths) or any(int(n) < 1 for n in self.convs_per_stage):
       raise ValueError(
-          f"stage_widths {self.stage_widths} and convs_per_stage {self.convs_per_stage} "
-          "must be positive integers.")
+        f"stage_widths {self.stage_widths} and convs_per_stage {self.convs_per_stage} "
+        "must be positive integers."
+      )
     if self.fc and int(self.fc_width) < 1:
       raise ValueError(f"fc_width must be a positive integer, got {self.fc_width}.")
 
   @property
-  def tap_names(self) -> Tuple[str, ...]:
+  def tap_names(self) -> tuple[str, ...]:
     """Every layer of the trunk, in order: conv1_1, ..., fc6, fc7."""
-    names = [f"conv{s + 1}_{i + 1}"
-             for s, n in enumerate(self.convs_per_stage) for i in range(n)]
+    names = [f"conv{s + 1}_{i + 1}" for s, n in enumerate(self.convs_per_stage) for i in range(n)]
     if self.fc:
       names += list(FC_TAPS)
     return tuple(names)
@@ -106,14 +108,16 @@ class VGGSpec:
       if tap in FC_TAPS:
         why = "this trunk has no fc6/fc7 (set fc=True in its config.model.trunks entry)"
       elif _CONV_TAP.match(tap):
-        why = (f"this trunk has {len(self.stage_widths)} stages with "
-               f"{tuple(self.convs_per_stage)} convs")
+        why = (
+          f"this trunk has {len(self.stage_widths)} stages with {tuple(self.convs_per_stage)} convs"
+        )
       else:
         why = "names are conv{stage}_{index}, fc6 or fc7"
       raise ValueError(
-          f"Unknown tap {tap!r} in model.taps: {why}. Available taps: {', '.join(available)}.")
+        f"Unknown tap {tap!r} in model.taps: {why}. Available taps: {', '.join(available)}."
+      )
 
-  def default_taps(self) -> Tuple[str, ...]:
+  def default_taps(self) -> tuple[str, ...]:
     """The last conv of every stage, plus fc7 when present (PixelNet's default)."""
     taps = [f"conv{s + 1}_{n}" for s, n in enumerate(self.convs_per_stage)]
     if self.fc:
@@ -128,16 +132,20 @@ def normal_init(std: float):
   partitionable Threefry, drawing a multi-dimensional shape directly can compile
   far more slowly on CPU than one flat draw.
   """
+
   def init(key, shape, dtype=jnp.float32):
     size = int(np.prod(shape))
     return (std * jax.random.normal(key, (size,), dtype)).reshape(shape)
+
   return init
 
 
-VGG16 = VGGSpec(stage_widths=(64, 128, 256, 512, 512), convs_per_stage=(2, 2, 3, 3, 3),
-                fc=True, fc_width=4096)
-VGG_SMALL = VGGSpec(stage_widths=(16, 32, 64, 128), convs_per_stage=(1, 2, 2, 2), fc=False,
-                    fc_width=256)
+VGG16 = VGGSpec(
+  stage_widths=(64, 128, 256, 512, 512), convs_per_stage=(2, 2, 3, 3, 3), fc=True, fc_width=4096
+)
+VGG_SMALL = VGGSpec(
+  stage_widths=(16, 32, 64, 128), convs_per_stage=(1, 2, 2, 2), fc=False, fc_width=256
+)
 
 
 class VGG(nn.Module):
@@ -155,31 +163,45 @@ class VGG(nn.Module):
       ``jax.pmap``; None on one device or under a jit mesh).
     dtype: compute dtype (parameters stay float32).
   """
+
   spec: VGGSpec
-  taps: Tuple[str, ...]
+  taps: tuple[str, ...]
   tap_activation: str = "post"
   init_std: float = 0.01
   use_bias: bool = True
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
-  bn_axis_name: Optional[str] = None
+  bn_axis_name: str | None = None
   dtype: Any = jnp.float32
 
   def _conv_bn(self, x, name: str, features: int, kernel: int, train: bool):
     """Conv -> BatchNorm; returns the pre-ReLU activation."""
-    x = nn.Conv(features, (kernel, kernel), padding="SAME", use_bias=self.use_bias,
-                kernel_init=decayed(normal_init(self.init_std)),
-                bias_init=nn.initializers.zeros, dtype=self.dtype, name=name)(x)
-    return nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                        epsilon=self.bn_epsilon, axis_name=self.bn_axis_name,
-                        dtype=self.dtype, name=f"{name}_bn")(x)
+    x = nn.Conv(
+      features,
+      (kernel, kernel),
+      padding="SAME",
+      use_bias=self.use_bias,
+      kernel_init=decayed(normal_init(self.init_std)),
+      bias_init=nn.initializers.zeros,
+      dtype=self.dtype,
+      name=name,
+    )(x)
+    return nn.BatchNorm(
+      use_running_average=not train,
+      momentum=self.bn_momentum,
+      epsilon=self.bn_epsilon,
+      axis_name=self.bn_axis_name,
+      dtype=self.dtype,
+      name=f"{name}_bn",
+    )(x)
 
   @nn.compact
-  def __call__(self, images, train: bool = False) -> Dict[str, Any]:
+  def __call__(self, images, train: bool = False) -> dict[str, Any]:
     """images [B, H, W, 3] float32 -> {tap: [B, h_tap, w_tap, C_tap]}."""
     if self.tap_activation not in TAP_ACTIVATIONS:
       raise ValueError(
-          f"model.tap_activation must be one of {TAP_ACTIVATIONS}, got {self.tap_activation!r}.")
+        f"model.tap_activation must be one of {TAP_ACTIVATIONS}, got {self.tap_activation!r}."
+      )
     if not self.taps:
       raise ValueError("model.taps is empty: name at least one layer to read.")
     self.spec.check_taps(self.taps)
@@ -221,15 +243,15 @@ class VGG(nn.Module):
 
 def _trunk_defaults(spec: VGGSpec | None) -> dict:
   return dict(
-      stage_widths=spec.stage_widths if spec else config_dict.placeholder(tuple),
-      convs_per_stage=spec.convs_per_stage if spec else config_dict.placeholder(tuple),
-      fc=spec.fc if spec else False,
-      fc_width=spec.fc_width if spec else 4096,
-      width_multiplier=1.0,  # scales stage widths and fc_width (min 1 channel)
-      init_std=0.01,  # Gaussian init of the conv kernels
-      conv_bias=True,  # conv bias before each BatchNorm
-      bn_momentum=0.9,
-      bn_epsilon=1e-5,
+    stage_widths=spec.stage_widths if spec else config_dict.placeholder(tuple),
+    convs_per_stage=spec.convs_per_stage if spec else config_dict.placeholder(tuple),
+    fc=spec.fc if spec else False,
+    fc_width=spec.fc_width if spec else 4096,
+    width_multiplier=1.0,  # scales stage widths and fc_width (min 1 channel)
+    init_std=0.01,  # Gaussian init of the conv kernels
+    conv_bias=True,  # conv bias before each BatchNorm
+    bn_momentum=0.9,
+    bn_epsilon=1e-5,
   )
 
 
@@ -238,28 +260,38 @@ def vgg_trunk(cfg, name: str = "vgg") -> Trunk:
   missing = [k for k in ("stage_widths", "convs_per_stage") if cfg.get(k) is None]
   if missing:
     raise ValueError(
-        f"model.trunk={name!r} needs " + " and ".join(
-            f"config.model.trunks.{name}.{k}" for k in missing) +
-        " (or use a preset trunk: 'vgg16', 'vgg_small').")
+      f"model.trunk={name!r} needs "
+      + " and ".join(f"config.model.trunks.{name}.{k}" for k in missing)
+      + " (or use a preset trunk: 'vgg16', 'vgg_small')."
+    )
   multiplier = float(cfg.width_multiplier)
   if multiplier <= 0:
-    raise ValueError(
-        f"config.model.trunks.{name}.width_multiplier must be > 0, got {multiplier}.")
+    raise ValueError(f"config.model.trunks.{name}.width_multiplier must be > 0, got {multiplier}.")
 
   def scale(width):
     return max(1, int(round(int(width) * multiplier)))
 
-  spec = VGGSpec(stage_widths=tuple(scale(w) for w in cfg.stage_widths),
-                 convs_per_stage=tuple(int(n) for n in cfg.convs_per_stage),
-                 fc=bool(cfg.fc), fc_width=scale(cfg.fc_width))
-  make = functools.partial(VGG, spec=spec, init_std=float(cfg.init_std),
-                           use_bias=bool(cfg.conv_bias), bn_momentum=float(cfg.bn_momentum),
-                           bn_epsilon=float(cfg.bn_epsilon))
+  spec = VGGSpec(
+    stage_widths=tuple(scale(w) for w in cfg.stage_widths),
+    convs_per_stage=tuple(int(n) for n in cfg.convs_per_stage),
+    fc=bool(cfg.fc),
+    fc_width=scale(cfg.fc_width),
+  )
+  make = functools.partial(
+    VGG,
+    spec=spec,
+    init_std=float(cfg.init_std),
+    use_bias=bool(cfg.conv_bias),
+    bn_momentum=float(cfg.bn_momentum),
+    bn_epsilon=float(cfg.bn_epsilon),
+  )
   return Trunk(spec=spec, make=make)
 
 
 TRUNKS.register("vgg16", defaults=_trunk_defaults(VGG16))(
-    functools.partial(vgg_trunk, name="vgg16"))
+  functools.partial(vgg_trunk, name="vgg16")
+)
 TRUNKS.register("vgg_small", defaults=_trunk_defaults(VGG_SMALL))(
-    functools.partial(vgg_trunk, name="vgg_small"))
+  functools.partial(vgg_trunk, name="vgg_small")
+)
 TRUNKS.register("vgg", defaults=_trunk_defaults(None))(functools.partial(vgg_trunk, name="vgg"))

@@ -52,13 +52,11 @@ def create_optimizer(opt: ml_collections.ConfigDict, num_steps: int, decay_mask)
     decay_mask: bool tree over the parameters, True where weight decay applies.
   """
   schedule = learning_rate_schedule(opt, num_steps)
-  options = OPTIMIZERS.config(opt.name, opt.get(opt.name),
-                              where=f"config.optimizer.{opt.name}")
+  options = OPTIMIZERS.config(opt.name, opt.get(opt.name), where=f"config.optimizer.{opt.name}")
   chain = []
   if float(opt.grad_clip_norm) > 0:
     chain.append(optax.clip_by_global_norm(float(opt.grad_clip_norm)))
-  chain.append(OPTIMIZERS.get(opt.name)(options, schedule, float(opt.weight_decay),
-                                        decay_mask))
+  chain.append(OPTIMIZERS.get(opt.name)(options, schedule, float(opt.weight_decay), decay_mask))
   return optax.chain(*chain), schedule
 
 

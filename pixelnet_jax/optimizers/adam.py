@@ -14,13 +14,19 @@ def adam(options, learning_rate, weight_decay: float, decay_mask) -> optax.Gradi
   chain = []
   if weight_decay > 0:
     chain.append(optax.add_decayed_weights(weight_decay, decay_mask))
-  chain.append(optax.adam(learning_rate, b1=float(options.b1), b2=float(options.b2),
-                          eps=float(options.eps)))
+  chain.append(
+    optax.adam(learning_rate, b1=float(options.b1), b2=float(options.b2), eps=float(options.eps))
+  )
   return optax.chain(*chain)
 
 
 @OPTIMIZERS.register("adamw", defaults=_ADAM_DEFAULTS)
-def adamw(options, learning_rate, weight_decay: float,
-          decay_mask) -> optax.GradientTransformation:
-  return optax.adamw(learning_rate, b1=float(options.b1), b2=float(options.b2),
-                     eps=float(options.eps), weight_decay=weight_decay, mask=decay_mask)
+def adamw(options, learning_rate, weight_decay: float, decay_mask) -> optax.GradientTransformation:
+  return optax.adamw(
+    learning_rate,
+    b1=float(options.b1),
+    b2=float(options.b2),
+    eps=float(options.eps),
+    weight_decay=weight_decay,
+    mask=decay_mask,
+  )

@@ -13,6 +13,7 @@ def sgd(options, learning_rate, weight_decay: float, decay_mask) -> optax.Gradie
   chain = []
   if weight_decay > 0:
     chain.append(optax.add_decayed_weights(weight_decay, decay_mask))
-  chain.append(optax.sgd(learning_rate, momentum=float(options.momentum),
-                         nesterov=bool(options.nesterov)))
+  chain.append(
+    optax.sgd(learning_rate, momentum=float(options.momentum), nesterov=bool(options.nesterov))
+  )
   return optax.chain(*chain)

@@ -14,7 +14,8 @@ two batches equals scoring their concatenation.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +27,7 @@ from pixelnet_jax.data.pipeline import LabelSpec
 from pixelnet_jax.registry import Registry
 
 Labels = Mapping[str, Any]
-MetricState = Dict[str, Any]
+MetricState = dict[str, Any]
 
 # Every task: a Task subclass registered with its config defaults, found by
 # ``config.task.name``; a module of this package is one task.
@@ -39,13 +40,13 @@ VALID_KEY = "valid"
 COMMON_SAMPLING = ("uniform", "grid")
 
 
-def common_config() -> Dict[str, Any]:
+def common_config() -> dict[str, Any]:
   """Fields every task config has (a task's ``default_config`` extends them)."""
   return {
-      # 'uniform' over sampleable pixels, 'grid' = equal quotas over the cells of
-      # a randomly jittered grid_cells x grid_cells grid; tasks add their own modes.
-      "sampling": "uniform",
-      "grid_cells": 4,
+    # 'uniform' over sampleable pixels, 'grid' = equal quotas over the cells of
+    # a randomly jittered grid_cells x grid_cells grid; tasks add their own modes.
+    "sampling": "uniform",
+    "grid_cells": 4,
   }
 
 
@@ -60,18 +61,19 @@ class Task:
 
   name: str = ""
   num_outputs: int = 0
-  label_keys: Tuple[str, ...] = ()
-  optional_label_keys: Tuple[str, ...] = (VALID_KEY,)
+  label_keys: tuple[str, ...] = ()
+  optional_label_keys: tuple[str, ...] = (VALID_KEY,)
   main_metric: str = ""
   main_metric_mode: str = "max"
-  sampling_modes: Tuple[str, ...] = COMMON_SAMPLING
+  sampling_modes: tuple[str, ...] = COMMON_SAMPLING
 
   def __init__(self, config: ml_collections.ConfigDict):
     self.config = config
     if config.sampling not in self.sampling_modes:
       raise ValueError(
-          f"config.task.sampling={config.sampling!r} is not a sampling mode of task "
-          f"{self.name!r}; choose one of {list(self.sampling_modes)}.")
+        f"config.task.sampling={config.sampling!r} is not a sampling mode of task "
+        f"{self.name!r}; choose one of {list(self.sampling_modes)}."
+      )
     if int(config.grid_cells) < 1:
       raise ValueError(f"config.task.grid_cells must be >= 1, got {config.grid_cells!r}.")
 
@@ -81,18 +83,19 @@ class Task:
   # --------------------------------------------------------------------------
   # Batches.
 
-  def label_specs(self) -> Dict[str, LabelSpec]:
+  def label_specs(self) -> dict[str, LabelSpec]:
     """{label key: LabelSpec}: what padded pixels hold and how a mirror changes the
     values, for the input pipeline (default: pad with 0, values unchanged)."""
     return {}
 
-  def select_labels(self, batch: Labels) -> Dict[str, Any]:
+  def select_labels(self, batch: Labels) -> dict[str, Any]:
     """The task's label arrays from a batch or example dict (drops images, ids)."""
     missing = [k for k in self.label_keys if k not in batch]
     if missing:
       raise KeyError(
-          f"Task {self.name!r} needs label keys {list(self.label_keys)}; missing "
-          f"{missing} (batch has {sorted(batch)}). Use a dataset of this task.")
+        f"Task {self.name!r} needs label keys {list(self.label_keys)}; missing "
+        f"{missing} (batch has {sorted(batch)}). Use a dataset of this task."
+      )
     keys = self.label_keys + tuple(k for k in self.optional_label_keys if k in batch)
     return {k: batch[k] for k in keys}
 
@@ -126,12 +129,25 @@ class Task:
     """Task-specific sampling modes (those beyond ``COMMON_SAMPLING``)."""
     raise ValueError(f"Task {self.name!r} has no sampling mode {self.config.sampling!r}.")
 
-  def sample_hard(self, key, labels: Labels, scores, num_points: int, oversample: int = 3,
-                  importance: float = 0.75) -> sampling.PixelSample:
+  def sample_hard(
+    self,
+    key,
+    labels: Labels,
+    scores,
+    num_points: int,
+    oversample: int = 3,
+    importance: float = 0.75,
+  ) -> sampling.PixelSample:
     """Uncertainty-driven sampling over ``sample_mask``: ``scores`` [H, W] float,
     higher = harder (e.g. the loss or entropy of a previous dense prediction)."""
-    return sampling.hard_pixels(key, scores, num_points, oversample=oversample,
-                                importance=importance, valid=self.sample_mask(labels))
+    return sampling.hard_pixels(
+      key,
+      scores,
+      num_points,
+      oversample=oversample,
+      importance=importance,
+      valid=self.sample_mask(labels),
+    )
 
   # --------------------------------------------------------------------------
   # Targets and losses.
@@ -169,19 +185,22 @@ class Task:
     naming the key and the fix. Call at the edges (data pipeline, eval), not in jit."""
     missing = [k for k in self.label_keys if k not in labels]
     if missing:
-      raise ValueError(f"Task {self.name!r} needs label keys {list(self.label_keys)}; "
-                       f"missing {missing}.")
+      raise ValueError(
+        f"Task {self.name!r} needs label keys {list(self.label_keys)}; missing {missing}."
+      )
     arrays = {k: np.asarray(labels[k]) for k in self.label_keys}
     spatial = self.check_labels(arrays)
     if VALID_KEY in labels:
       valid = np.asarray(labels[VALID_KEY])
       if valid.shape != spatial:
-        raise ValueError(f"labels['{VALID_KEY}'] has shape {valid.shape}, expected the label "
-                         f"map shape {spatial} ([..., H, W] bool).")
+        raise ValueError(
+          f"labels['{VALID_KEY}'] has shape {valid.shape}, expected the label "
+          f"map shape {spatial} ([..., H, W] bool)."
+        )
       if valid.dtype != np.bool_:
         raise ValueError(f"labels['{VALID_KEY}'] must be bool, got {valid.dtype}.")
 
-  def check_labels(self, labels: Dict[str, np.ndarray]) -> Tuple[int, ...]:
+  def check_labels(self, labels: dict[str, np.ndarray]) -> tuple[int, ...]:
     """Task checks on host arrays; returns the [..., H, W] shape of the label map."""
     raise NotImplementedError
 
@@ -201,8 +220,9 @@ class Task:
     expected = self.prediction_shape(labels)
     if prediction.shape != expected:
       raise ValueError(
-          f"Task {self.name!r}: prediction shape {prediction.shape} must be {expected} "
-          "(resize dense predictions to the label resolution before scoring).")
+        f"Task {self.name!r}: prediction shape {prediction.shape} must be {expected} "
+        "(resize dense predictions to the label resolution before scoring)."
+      )
     valid = labels.get(VALID_KEY)
     return self.metric_merge(state, self.metric_stats(prediction, labels, valid))
 
@@ -213,18 +233,19 @@ class Task:
       raise ValueError(f"Metric states differ in keys: {sorted(state)} vs {sorted(other)}.")
     return {k: state[k] + other[k] for k in state}
 
-  def prediction_shape(self, labels: Dict[str, np.ndarray]) -> Tuple[int, ...]:
+  def prediction_shape(self, labels: dict[str, np.ndarray]) -> tuple[int, ...]:
     """Shape ``decode`` gives at the labels' resolution."""
     raise NotImplementedError
 
   def metric_zero(self) -> MetricState:
     raise NotImplementedError
 
-  def metric_stats(self, prediction: np.ndarray, labels: Dict[str, np.ndarray],
-                   valid: Optional[np.ndarray]) -> MetricState:
+  def metric_stats(
+    self, prediction: np.ndarray, labels: dict[str, np.ndarray], valid: np.ndarray | None
+  ) -> MetricState:
     raise NotImplementedError
 
-  def metric_result(self, state: MetricState) -> Dict[str, float]:
+  def metric_result(self, state: MetricState) -> dict[str, float]:
     raise NotImplementedError
 
 
@@ -247,27 +268,29 @@ def masked_mean(values, mask):
   return total / jnp.maximum(jnp.sum(mask), 1).astype(total.dtype)
 
 
-def check_map(labels: Dict[str, np.ndarray], key: str, trailing: Tuple[int, ...] = (),
-              kinds: str = "f") -> Tuple[int, ...]:
+def check_map(
+  labels: dict[str, np.ndarray], key: str, trailing: tuple[int, ...] = (), kinds: str = "f"
+) -> tuple[int, ...]:
   """Checks ``labels[key]`` has shape [..., H, W, *trailing] and a dtype kind in
   ``kinds`` (NumPy kind codes: 'b' bool, 'i'/'u' int, 'f' float); returns [..., H, W]."""
   arr = labels[key]
   names = {"b": "bool", "i": "int", "u": "unsigned int", "f": "float"}
   want = "[..., H, W" + "".join(f", {t}" for t in trailing) + "]"
-  if arr.ndim < 2 + len(trailing) or tuple(arr.shape[arr.ndim - len(trailing):]) != trailing:
+  if arr.ndim < 2 + len(trailing) or tuple(arr.shape[arr.ndim - len(trailing) :]) != trailing:
     raise ValueError(f"labels['{key}'] must have shape {want}, got {arr.shape}.")
   if arr.dtype.kind not in kinds:
-    raise ValueError(f"labels['{key}'] must be {' or '.join(names[k] for k in kinds)}, "
-                     f"got dtype {arr.dtype}.")
-  return tuple(arr.shape[:arr.ndim - len(trailing)])
+    raise ValueError(
+      f"labels['{key}'] must be {' or '.join(names[k] for k in kinds)}, got dtype {arr.dtype}."
+    )
+  return tuple(arr.shape[: arr.ndim - len(trailing)])
 
 
-def check_same_shape(labels: Dict[str, np.ndarray], key: str, shape: Sequence[int]):
+def check_same_shape(labels: dict[str, np.ndarray], key: str, shape: Sequence[int]):
   if tuple(labels[key].shape) != tuple(shape):
     raise ValueError(f"labels['{key}'] has shape {labels[key].shape}, expected {tuple(shape)}.")
 
 
-def config_from(defaults: Dict[str, Any], config, task_name: str) -> ml_collections.ConfigDict:
+def config_from(defaults: dict[str, Any], config, task_name: str) -> ml_collections.ConfigDict:
   """Task defaults overridden by ``config`` (a dict/ConfigDict; ``None`` = defaults).
 
   Unknown fields are an error (a typo would otherwise be silently ignored). The
@@ -283,8 +306,9 @@ def config_from(defaults: Dict[str, Any], config, task_name: str) -> ml_collecti
         raise ValueError(f"config.task.name={value!r} does not match task {task_name!r}.")
       continue
     if key not in merged:
-      raise ValueError(f"Unknown field config.task.{key} for task {task_name!r}; known "
-                       f"fields: {sorted(merged)}.")
+      raise ValueError(
+        f"Unknown field config.task.{key} for task {task_name!r}; known fields: {sorted(merged)}."
+      )
     if isinstance(value, ml_collections.ConfigDict):
       value = value.to_dict()
     merged[key] = value

@@ -32,7 +32,7 @@ a tolerance per annotator) is ``pixelnet_jax.metrics.boundaries``.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -47,17 +47,17 @@ _BALANCES = ("none", "sampled")
 _SOFT_POSITIVE = 1e-6
 
 
-def default_config() -> Dict[str, Any]:
+def default_config() -> dict[str, Any]:
   return dict(
-      base.common_config(),
-      # 'stratified' (edge / non-edge quotas) | 'uniform' | 'grid'.
-      sampling="stratified",
-      positive_fraction=0.5,
-      label_fusion="threshold",  # 'threshold' | 'soft'
-      label_threshold=0.5,
-      ignore_uncertain=False,
-      class_balance="none",  # 'none' | 'sampled'
-      metric_bins=100,
+    base.common_config(),
+    # 'stratified' (edge / non-edge quotas) | 'uniform' | 'grid'.
+    sampling="stratified",
+    positive_fraction=0.5,
+    label_fusion="threshold",  # 'threshold' | 'soft'
+    label_threshold=0.5,
+    ignore_uncertain=False,
+    class_balance="none",  # 'none' | 'sampled'
+    metric_bins=100,
   )
 
 
@@ -74,8 +74,10 @@ class EdgesTask(base.Task):
 
   def __init__(self, config):
     super().__init__(config)
-    for field, value, allowed in (("label_fusion", config.label_fusion, _FUSIONS),
-                                  ("class_balance", config.class_balance, _BALANCES)):
+    for field, value, allowed in (
+      ("label_fusion", config.label_fusion, _FUSIONS),
+      ("class_balance", config.class_balance, _BALANCES),
+    ):
       if value not in allowed:
         raise ValueError(f"config.task.{field}={value!r}; choose one of {list(allowed)}.")
     self.threshold = float(config.label_threshold)
@@ -105,8 +107,9 @@ class EdgesTask(base.Task):
     # 'stratified': 0 non-edge / 1 edge / -1 never.
     cut = _SOFT_POSITIVE if self.soft else self.threshold
     strata = sampling.boundary_strata(labels["edges"], cut, valid=self.sample_mask(labels))
-    return sampling.stratified(key, strata, num_points, 2,
-                               sampling.positive_fractions(self.positive_fraction))
+    return sampling.stratified(
+      key, strata, num_points, 2, sampling.positive_fractions(self.positive_fraction)
+    )
 
   def gather_targets(self, labels, coords):
     """[N] float32 targets in [0, 1]."""
@@ -125,8 +128,10 @@ class EdgesTask(base.Task):
       num_neg = jnp.sum(m * (1.0 - targets))
       beta = jax.lax.stop_gradient(num_neg / jnp.maximum(num_pos + num_neg, 1e-12))
       pos_weight, neg_weight = beta, 1.0 - beta
-    return -(pos_weight * targets * jax.nn.log_sigmoid(logits)
-             + neg_weight * (1.0 - targets) * jax.nn.log_sigmoid(-logits))
+    return -(
+      pos_weight * targets * jax.nn.log_sigmoid(logits)
+      + neg_weight * (1.0 - targets) * jax.nn.log_sigmoid(-logits)
+    )
 
   def decode(self, dense_outputs):
     """[..., H, W, 1] logits -> [..., H, W] float32 edge probability."""
@@ -139,8 +144,10 @@ class EdgesTask(base.Task):
     edges = labels["edges"]
     if not np.all((edges >= 0) & (edges <= 1)):  # Also false for NaN.
       bad = edges[~((edges >= 0) & (edges <= 1))]
-      raise ValueError(f"labels['edges'] must be annotator fractions in [0, 1], found "
-                       f"{float(bad[0])}; divide counts by the number of annotators.")
+      raise ValueError(
+        f"labels['edges'] must be annotator fractions in [0, 1], found "
+        f"{float(bad[0])}; divide counts by the number of annotators."
+      )
     return spatial
 
   def prediction_shape(self, labels):
@@ -150,24 +157,25 @@ class EdgesTask(base.Task):
     zeros = np.zeros((self.num_bins,), np.int64)
     return {"positives": zeros, "negatives": zeros.copy()}
 
-  def metric_stats(self, prediction, labels, valid: Optional[np.ndarray]):
+  def metric_stats(self, prediction, labels, valid: np.ndarray | None):
     edges = labels["edges"]
     keep = self._known(edges)
     if valid is not None:
       keep = keep & valid
-    bins = np.clip(np.floor(prediction.astype(np.float64) * self.num_bins), 0,
-                   self.num_bins - 1).astype(np.int64)
+    bins = np.clip(
+      np.floor(prediction.astype(np.float64) * self.num_bins), 0, self.num_bins - 1
+    ).astype(np.int64)
     positive = edges >= self.threshold
     return {
-        "positives": np.bincount(bins[keep & positive], minlength=self.num_bins),
-        "negatives": np.bincount(bins[keep & ~positive], minlength=self.num_bins),
+      "positives": np.bincount(bins[keep & positive], minlength=self.num_bins),
+      "negatives": np.bincount(bins[keep & ~positive], minlength=self.num_bins),
     }
 
   def metric_result(self, state):
     return pixel_pr_scores(state["positives"], state["negatives"])
 
 
-def pixel_pr_scores(positives, negatives) -> Dict[str, float]:
+def pixel_pr_scores(positives, negatives) -> dict[str, float]:
   """Pixel-exact precision/recall over thresholds from score histograms.
 
   Args:
@@ -200,10 +208,9 @@ def pixel_pr_scores(positives, negatives) -> Dict[str, float]:
   recall_desc = recall[::-1]
   gains = np.diff(np.concatenate([[0.0], recall_desc]))
   return {
-      "f_pixel": float(f_measure[best]),
-      "ap_pixel": float(np.sum(gains * precision[::-1])),
-      "threshold": best / num_bins,
-      "precision": float(precision[best]),
-      "recall": float(recall[best]),
+    "f_pixel": float(f_measure[best]),
+    "ap_pixel": float(np.sum(gains * precision[::-1])),
+    "threshold": best / num_bins,
+    "precision": float(precision[best]),
+    "recall": float(recall[best]),
   }
-

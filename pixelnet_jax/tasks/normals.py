@@ -6,7 +6,7 @@ Labels: ``normals`` [H, W, 3] float unit vectors and ``normals_valid`` [H, W] bo
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +20,7 @@ from pixelnet_jax.tasks import base
 _SQ_NORM_FLOOR = 1e-12
 
 
-def default_config() -> Dict[str, Any]:
+def default_config() -> dict[str, Any]:
   # 'uniform' (the paper) | 'grid'.
   return dict(base.common_config())
 
@@ -51,8 +51,7 @@ class NormalsTask(base.Task):
   main_metric_mode = "min"
 
   def label_specs(self):
-    return {"normals": LabelSpec(0.0, hflip=mirror_normals),
-            "normals_valid": LabelSpec(False)}
+    return {"normals": LabelSpec(0.0, hflip=mirror_normals), "normals_valid": LabelSpec(False)}
 
   def sampleable(self, labels):
     return labels["normals_valid"].astype(jnp.bool_)
@@ -75,8 +74,10 @@ class NormalsTask(base.Task):
     base.check_same_shape(labels, "normals_valid", spatial)
     valid_normals = labels["normals"][labels["normals_valid"]]
     if not np.all(np.isfinite(valid_normals)):
-      raise ValueError("labels['normals'] has non-finite values at pixels where "
-                       "labels['normals_valid'] is true; mark those pixels invalid.")
+      raise ValueError(
+        "labels['normals'] has non-finite values at pixels where "
+        "labels['normals_valid'] is true; mark those pixels invalid."
+      )
     return spatial
 
   def prediction_shape(self, labels):
@@ -85,7 +86,7 @@ class NormalsTask(base.Task):
   def metric_zero(self):
     return {"errors": []}
 
-  def metric_stats(self, prediction, labels, valid: Optional[np.ndarray]):
+  def metric_stats(self, prediction, labels, valid: np.ndarray | None):
     mask = labels["normals_valid"]
     if valid is not None:
       mask = mask & valid
@@ -95,4 +96,3 @@ class NormalsTask(base.Task):
 
   def metric_result(self, state):
     return normal_metrics.scores(state["errors"])
-

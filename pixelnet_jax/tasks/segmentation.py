@@ -8,7 +8,7 @@ Sampling: 'uniform' over labelled pixels (the paper), 'grid', or
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -20,15 +20,15 @@ from pixelnet_jax.metrics import segmentation as seg_metrics
 from pixelnet_jax.tasks import base
 
 
-def default_config() -> Dict[str, Any]:
+def default_config() -> dict[str, Any]:
   return dict(
-      base.common_config(),
-      num_classes=21,
-      ignore_label=255,
-      # 'uniform' | 'grid' | 'class_stratified'.
-      sampling="uniform",
-      # For 'class_stratified': None = equal, else one non-negative share per class.
-      class_fractions=None,
+    base.common_config(),
+    num_classes=21,
+    ignore_label=255,
+    # 'uniform' | 'grid' | 'class_stratified'.
+    sampling="uniform",
+    # For 'class_stratified': None = equal, else one non-negative share per class.
+    class_fractions=None,
   )
 
 
@@ -51,15 +51,17 @@ class SegmentationTask(base.Task):
     self.ignore_label = int(config.ignore_label)
     if 0 <= self.ignore_label < self.num_classes:
       raise ValueError(
-          f"config.task.ignore_label={self.ignore_label} is a valid class id (num_classes="
-          f"{self.num_classes}); use an id outside [0, num_classes), e.g. 255.")
+        f"config.task.ignore_label={self.ignore_label} is a valid class id (num_classes="
+        f"{self.num_classes}); use an id outside [0, num_classes), e.g. 255."
+      )
     self.class_fractions = None
     if config.class_fractions is not None:
       fractions = np.asarray(config.class_fractions, np.float64).reshape(-1)
       if fractions.shape != (self.num_classes,) or np.any(fractions < 0) or fractions.sum() <= 0:
         raise ValueError(
-            f"config.task.class_fractions must be {self.num_classes} non-negative numbers "
-            f"(not all zero), got {list(config.class_fractions)}.")
+          f"config.task.class_fractions must be {self.num_classes} non-negative numbers "
+          f"(not all zero), got {list(config.class_fractions)}."
+        )
       self.class_fractions = tuple(float(f) for f in fractions / fractions.sum())
 
   def label_specs(self):
@@ -90,8 +92,9 @@ class SegmentationTask(base.Task):
 
   def check_labels(self, labels):
     spatial = base.check_map(labels, "label", kinds="iu")
-    seg_metrics.check_label_ids(labels["label"], self.num_classes, self.ignore_label,
-                                name="labels['label']")
+    seg_metrics.check_label_ids(
+      labels["label"], self.num_classes, self.ignore_label, name="labels['label']"
+    )
     return spatial
 
   def prediction_shape(self, labels):
@@ -100,12 +103,14 @@ class SegmentationTask(base.Task):
   def metric_zero(self):
     return {"confusion": np.zeros((self.num_classes, self.num_classes), np.int64)}
 
-  def metric_stats(self, prediction, labels, valid: Optional[np.ndarray]):
-    return {"confusion": seg_metrics.confusion_matrix(
-        prediction, labels["label"], self.num_classes, self.ignore_label, valid=valid)}
+  def metric_stats(self, prediction, labels, valid: np.ndarray | None):
+    return {
+      "confusion": seg_metrics.confusion_matrix(
+        prediction, labels["label"], self.num_classes, self.ignore_label, valid=valid
+      )
+    }
 
   def metric_result(self, state):
     """Scalars; per-class IoU is ``metrics.segmentation.scores(state['confusion'])``."""
     result = seg_metrics.scores(state["confusion"])
     return {k: result[k] for k in ("miou", "pixel_accuracy", "mean_accuracy")}
-
