@@ -106,10 +106,11 @@ def procedural_cpu_config(task: str) -> ml_collections.ConfigDict:
 
 
 def _check_registered(registry_, name: str):
-  if name not in registry_:
-    raise ConfigError(
-      f"Unknown {registry_.kind} {registry_.config_key}={name!r}; registered: {registry_.names()}."
-    )
+  """A ConfigError naming the config key and the registered names, for an unknown name."""
+  try:
+    registry_.entry(name)
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
 
 
 def validate_config(config: ml_collections.ConfigDict, num_devices: int):

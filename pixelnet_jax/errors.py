@@ -8,4 +8,10 @@ class ConfigError(ValueError):
 
 
 class DataError(ValueError):
-  """Data that does not fit the task (e.g. a class id >= num_classes)."""
+  """Data that is unreadable or does not fit the task: a corrupt or truncated file, a
+  label whose size differs from its image, a class id >= num_classes."""
+
+
+class MissingDataError(FileNotFoundError):
+  """A data file or folder is not where the dataset expects it (the message says where
+  to download it and the tree expected)."""

@@ -121,8 +121,8 @@ def test_numba_matching_agrees_with_scipy_reference_on_edge_maps():
     a = boundaries.thin(base > np.quantile(base, 0.7))
     b = boundaries.thin(np.roll(base, 1, axis=0) > np.quantile(base, 0.75))
     args = (*np.nonzero(a), *np.nonzero(b), shape, max_dist_px, 100 * max_dist_px)
-    m1, m2 = boundaries._match_pixels(*args, solver="numba")
-    r1, r2 = boundaries._match_pixels(*args, solver="scipy")
+    m1, m2 = boundaries.match_pixels(*args, solver="numba")
+    r1, r2 = boundaries.match_pixels(*args, solver="scipy")
     assert m1.sum() == r1.sum() == m2.sum() == r2.sum() > 0
 
 

@@ -31,15 +31,14 @@ import tensorflow_datasets as tfds
 from etils import epath
 from PIL import Image
 
+from pixelnet_jax import errors
+
 IGNORE_LABEL = 255
 
 
-class DataError(ValueError):
-  """A data file is unreadable or inconsistent (corrupt image, wrong size, bad values)."""
-
-
-class MissingDataError(FileNotFoundError):
-  """A data file or folder is not where the dataset expects it."""
+# The project's error types, re-exported for the dataset modules.
+DataError = errors.DataError
+MissingDataError = errors.MissingDataError
 
 
 def _where(name: os.PathLike | str | None) -> str:
