@@ -27,7 +27,7 @@ metric against step and against training wall-clock for all runs, and the final 
 against each swept value (mean over seeds, min-max error bars; categorical x for
 non-numeric values, log x for positive values spanning more than two decades). The main
 metric is a ``main_metric`` field of the metrics.jsonl lines if they carry one, else the
-``metric`` of the run's best/best.json, else ``TASK_METRICS`` by the config's task name.
+``metric`` of the run's best/best.json, else the registered task's ``main_metric``.
 
 Wall-clock of an eval line: an elapsed-time field of the line itself if it has one
 (``wall_seconds``, ``seconds``, ``elapsed_seconds``), else it is rebuilt from the train lines,
@@ -64,14 +64,7 @@ from typing import Any
 
 from absl import app, flags
 
-# The one place that knows each task's main eval metric and which metrics are errors
-# (lower is better); every other metric is taken as higher-is-better. A ``main_metric``
-# field in metrics.jsonl lines, or the ``metric`` of best/best.json, takes precedence.
-TASK_METRICS: dict[str, dict[str, Any]] = {
-  "segmentation": {"main": "miou", "lower_is_better": ()},
-  "normals": {"main": "mean", "lower_is_better": ("mean", "median", "rmse")},
-  "edges": {"main": "f_pixel", "lower_is_better": ()},
-}
+from pixelnet_jax import tasks
 
 # Fields of a metrics.jsonl line that hold elapsed seconds since the run started.
 _ELAPSED_KEYS = ("wall_seconds", "seconds", "elapsed_seconds")
@@ -83,17 +76,24 @@ _LOG_FILE = "sweep.log"
 _MAX_NAME = 120
 
 
+def _task_class(task: str | None):
+  """The registered task class (its ``main_metric``, ``main_metric_mode`` and
+  ``lower_is_better``), or None for a name no task has."""
+  return tasks.TASKS.get(task) if task and task in tasks.TASKS else None
+
+
 def task_main_metric(task: str | None) -> tuple[str | None, str]:
-  """(main metric, 'max'|'min') of a task name from ``TASK_METRICS``."""
-  entry = TASK_METRICS.get(task or "")
-  if entry is None:
+  """(main metric, 'max'|'min') of a task name, from the task registry."""
+  cls = _task_class(task)
+  if cls is None:
     return None, "max"
-  return entry["main"], metric_mode(task, entry["main"])
+  return cls.main_metric, cls.main_metric_mode
 
 
 def metric_mode(task: str | None, metric: str) -> str:
-  lower = TASK_METRICS.get(task or "", {}).get("lower_is_better", ())
-  return "min" if metric in lower else "max"
+  """'min' for the task's error metrics (``Task.lower_is_better``), else 'max'."""
+  cls = _task_class(task)
+  return "min" if cls is not None and metric in cls.lower_is_better else "max"
 
 
 # ----------------------------------------------------------------------------
@@ -691,7 +691,7 @@ def summarize(sweep_dir: str) -> list[dict]:
 # Plots.
 
 
-def _axis_scale(values: Sequence[str]) -> tuple[str, list[float] | None]:
+def axis_scale(values: Sequence[str]) -> tuple[str, list[float] | None]:
   """'category' | 'linear' | 'log' for an axis's values, and the numbers if numeric."""
   numbers = [_number(v) for v in values]
   if any(n is None for n in numbers):
@@ -738,7 +738,7 @@ def plot_summary(
     values = list(dict.fromkeys(str(r[key]) for r in rows if r.get(key) is not None))
     if not values:
       continue
-    scale, numbers = _axis_scale(values)
+    scale, numbers = axis_scale(values)
     position = (
       {v: i for i, v in enumerate(values)} if scale == "category" else dict(zip(values, numbers))
     )

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from pixelnet_jax import sweep
+from pixelnet_jax import sweep, tasks
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TINY = os.path.join(_REPO, "tests", "tiny_config.py")
@@ -90,14 +90,13 @@ def test_point_names_are_filesystem_safe_and_unique():
   assert len(long) <= 120 and re.fullmatch(r"[A-Za-z0-9._+=-]+", long)
 
 
-def test_main_metric_table_matches_the_tasks():
-  from pixelnet_jax import tasks
-
-  for name, entry in sweep.TASK_METRICS.items():
+def test_main_metric_comes_from_the_task_registry():
+  for name in tasks.available_tasks():
     task = tasks.get_task(name)
-    assert task.main_metric == entry["main"]
     assert sweep.task_main_metric(name) == (task.main_metric, task.main_metric_mode)
-  assert set(tasks.available_tasks()) <= set(sweep.TASK_METRICS)
+  assert sweep.metric_mode("normals", "median") == "min"
+  assert sweep.metric_mode("segmentation", "miou") == "max"
+  assert sweep.task_main_metric("no_such_task") == (None, "max")
 
 
 def test_check_keys_catches_misspelt_keys():
@@ -309,9 +308,9 @@ def test_summary_min_metrics_dense_pixels_and_unfinished_runs(tmp_path):
   assert a["best_within_11.25"] == 0.2  # higher-is-better metric of a min-task
   assert a["train_pixels"] == 20 * 8 * 32 * 48 and a["pixel_count"].startswith("dense")
   assert b["status"] == "incomplete" and b["steps"] == 10
-  assert sweep._axis_scale(["linear", "mlp"])[0] == "category"
-  assert sweep._axis_scale(["4", "16", "64"])[0] == "linear"
-  assert sweep._axis_scale(["4", "64", "1024"])[0] == "log"
+  assert sweep.axis_scale(["linear", "mlp"])[0] == "category"
+  assert sweep.axis_scale(["4", "16", "64"])[0] == "linear"
+  assert sweep.axis_scale(["4", "64", "1024"])[0] == "log"
   assert _is_png(os.path.join(sweep_dir, "final_vs_model.head.png"))
 
 

@@ -3,7 +3,7 @@
 A port of the official Berkeley `boundaryBench` (`correspondPixels`,
 `evaluation_bdry_image.m`, `collect_eval_bdry.m`) and of the structured-edge
 toolbox NMS (`edgesNmsMex`), so that numbers compare with published tables.
-The matching and thinning loops are numba kernels (`_kernels.py`).
+The matching and thinning loops are numba kernels (`kernels.py`).
 
 Matchers. The official match.cc does not solve the problem on the full graph:
 an unmatched pixel may only pair with `OUTLIER_DEGREE` = 6 outlier nodes
@@ -46,7 +46,7 @@ import numpy as np
 from scipy import ndimage, sparse
 from scipy.sparse import csgraph
 
-from pixelnet_jax.metrics import _kernels
+from pixelnet_jax.metrics import kernels
 
 # Defaults of the official benchmark.
 MAX_DIST = 0.0075  # Fraction of the image diagonal.
@@ -219,7 +219,7 @@ def thin(bmap: np.ndarray) -> np.ndarray:
   y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
   work = np.zeros((y1 - y0 + 2, x1 - x0 + 2), np.uint8)
   work[1:-1, 1:-1] = skel[y0:y1, x0:x1]
-  _kernels.thin_inplace(work, _THIN_LUT1, _THIN_LUT2)
+  kernels.thin_inplace(work, _THIN_LUT1, _THIN_LUT2)
   out[y0:y1, x0:x1] = work[1:-1, 1:-1].astype(bool)
   return out
 
@@ -351,7 +351,7 @@ def match_pixels(
   grid2, near2 = targets
   if state is not None:
     r, dv, du, cost = _offsets(max_dist_px, column_outer=True)
-    return _kernels.official_match_points(
+    return kernels.official_match_points(
       np.ascontiguousarray(ys1, np.int64),
       np.ascontiguousarray(xs1, np.int64),
       grid2,
@@ -367,7 +367,7 @@ def match_pixels(
     )
   r, dv, du, cost = _offsets(max_dist_px)
   if solver == "numba":
-    return _kernels.match_points(
+    return kernels.match_points(
       np.ascontiguousarray(ys1, np.int64),
       np.ascontiguousarray(xs1, np.int64),
       grid2,
