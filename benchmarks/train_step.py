@@ -22,8 +22,9 @@ import time
 import jax
 import numpy as np
 
-from pixelnet_jax import train
+from pixelnet_jax import config_base, models, parallel
 from pixelnet_jax.data import pipeline, registry
+from pixelnet_jax.state import create_train_state
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,18 +46,24 @@ def main():
   config = load_config(args.config)
   if args.parallel:
     config.parallel = args.parallel
-  devices = train.select_devices(config)
-  task, crop = train.validate_config(config, len(devices))
-  model_fn = train._model_fn(config, task)  # pylint: disable=protected-access
-  state = train.create_train_state(config, model_fn(None), jax.random.key(0), crop)
+  devices = parallel.select_devices(config)
+  task, crop = config_base.validate_config(config, len(devices))
+  model = models.create_model(config.model, task.num_outputs)
+  state = create_train_state(config, model, jax.random.key(0), crop)
   num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
-  step_fn = train.ParallelStep(config, model_fn, task, devices)
+  step_model = models.create_model(config.model, task.num_outputs, bn_axis_name=parallel.AXIS)
+  step_fn = parallel.ParallelStep(config, step_model, task, devices)
   state = step_fn.put_state(state)
   source = registry.get_source(
     "procedural", "train", {"image_size": max(crop), "num_examples": 1000, "seed": 0}
   )
   batches = pipeline.make_train_iterator(
-    source, int(config.batch_size), crop, 0, label_keys=task.label_keys
+    source,
+    int(config.batch_size),
+    crop,
+    0,
+    label_keys=task.label_keys,
+    label_specs=task.label_specs(),
   )
   batch = next(batches)
 
@@ -79,7 +86,7 @@ def main():
         "benchmark": "train_step",
         "config": os.path.relpath(args.config, REPO),
         "trunk": config.model.trunk,
-        "mlp_widths": list(config.model.mlp_widths),
+        "head": config.model.head,
         "batch_size": int(config.batch_size),
         "points_per_image": int(config.points_per_image),
         "crop": list(crop),

@@ -1,8 +1,19 @@
-"""The paper-sized training config that experiment configs start from.
+"""Experiment configs are composed here from the registered components' defaults.
 
-``experiments/configs/*.py`` call ``paper_config()`` and override a few fields,
-so every key a launcher accepts is defined here once (``--config.x=y`` on an
-unknown key fails loudly because the launcher locks the config).
+``experiments/configs/*.py`` call ``paper_config()`` (or ``procedural_cpu_config()``) and
+override a few fields. Where every key is defined:
+
+- ``config.dataset``: ``data.registry.COMMON_DEFAULTS`` + the dataset entry's defaults
+  (``DATASETS.defaults(name)``, in the dataset's module);
+- ``config.task``: the task entry's defaults (``tasks/<task>.py``, ``default_config``);
+- ``config.model``: ``models.default_model_config()`` with ``trunks.<name>`` and
+  ``heads.<name>`` from each registered trunk and head;
+- ``config.optimizer``: ``optimizers.COMMON_DEFAULTS`` + ``optimizer.<name>`` per
+  registered optimizer;
+- the rest (batch, pixels, crops, schedule of the loop, eval): ``paper_config`` below.
+
+The launcher locks the config, so ``--config.x=y`` on an unknown key fails loudly, and
+``validate_config`` checks values before anything compiles.
 """
 
 from __future__ import annotations
@@ -10,27 +21,27 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
-from pixelnet_jax import models, tasks
+from pixelnet_jax import models, optimizers, tasks
+from pixelnet_jax.data import pipeline, registry
+from pixelnet_jax.errors import ConfigError
+
+PARALLEL = ("pmap", "mesh")
 
 
-def paper_config(task: str = "segmentation") -> ml_collections.ConfigDict:
+def dataset_config(name: str = "procedural") -> ml_collections.ConfigDict:
+  """``config.dataset`` for dataset ``name``: the shared fields plus the entry's own."""
+  c = ml_collections.ConfigDict(dict(name=name, **registry.COMMON_DEFAULTS))
+  c.update(registry.DATASETS.defaults(name))
+  return c
+
+
+def paper_config(
+  task: str = "segmentation", dataset: str = "procedural"
+) -> ml_collections.ConfigDict:
   """VGG-16 + MLP 4096^2 at 224^2, 5 images x 2,000 pixels, SGD as in PixelNet."""
   c = ml_collections.ConfigDict()
   c.seed = 0
-
-  c.dataset = ml_collections.ConfigDict()
-  c.dataset.name = "procedural"  # see pixelnet_jax.data.registry.known_sources()
-  c.dataset.train_split = "train"
-  c.dataset.eval_split = "val"
-  # Source-specific fields (pixelnet_jax.data.registry documents which each reads).
-  c.dataset.image_size = 224
-  c.dataset.num_examples = ml_collections.ConfigDict({"train": 10000, "val": 100})
-  c.dataset.seed = 0
-  c.dataset.data_dir = config_dict.placeholder(str)
-  c.dataset.manual_dir = config_dict.placeholder(str)
-  c.dataset.backend = "tfds"
-  c.dataset.num_eval_examples = config_dict.placeholder(int)  # None: the whole split
-
+  c.dataset = dataset_config(dataset)
   c.task = tasks.default_task_config(task)
   c.model = models.default_model_config()
 
@@ -43,16 +54,7 @@ def paper_config(task: str = "segmentation") -> ml_collections.ConfigDict:
   c.data_threads = 2
   c.data_workers = 0
 
-  c.optimizer = ml_collections.ConfigDict()
-  c.optimizer.name = "sgd"  # 'sgd' (momentum) | 'adam' | 'adamw'
-  c.optimizer.learning_rate = 1e-3
-  c.optimizer.momentum = 0.9
-  c.optimizer.weight_decay = 5e-4  # kernels only: not biases, not BatchNorm
-  c.optimizer.schedule = "step"  # 'step' | 'cosine' | 'constant'
-  c.optimizer.decay_fractions = (0.6, 0.85)  # 'step': x decay_factor at these fractions
-  c.optimizer.decay_factor = 0.1
-  c.optimizer.warmup_steps = 0
-  c.optimizer.grad_clip_norm = 0.0  # 0 disables
+  c.optimizer = optimizers.default_optimizer_config()
 
   c.num_train_steps = 60000
   # Stop (checkpointed) at this step without changing the schedule, e.g. to split
@@ -77,15 +79,16 @@ def procedural_cpu_config(task: str) -> ml_collections.ConfigDict:
 
   A small VGG (4 stages, 16-128 channels, no fc) at 64^2, 8 images x 256 pixels
   per step, MLP 256^2, Adam with warm-up and cosine decay (SGD as in the paper
-  needs far more steps than a CPU run allows). About 4 steps/s on 2 cores.
+  needs far more steps than a CPU run allows).
   """
   c = paper_config(task)
   c.dataset.image_size = 64
   c.dataset.num_examples = {"train": 100000, "val": 64}
   c.model.trunk = "vgg_small"
-  c.model.mlp_widths = (256, 256)
-  c.model.dropout = 0.1
-  c.model.head_init_std = 0.01
+  c.model.heads.mlp.widths = (256, 256)
+  c.model.heads.mlp.dropout = 0.1
+  c.model.heads.mlp.init_std = 0.01
+  c.model.heads.linear.init_std = 0.01
   c.model.dense_chunk_size = 4096
   c.batch_size = 8
   c.points_per_image = 256
@@ -100,3 +103,72 @@ def procedural_cpu_config(task: str) -> ml_collections.ConfigDict:
   c.eval_every = 400
   c.checkpoint_every = 200
   return c
+
+
+def _check_registered(registry_, name: str):
+  """A ConfigError naming the config key and the registered names, for an unknown name."""
+  try:
+    registry_.entry(name)
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
+
+
+def validate_config(config: ml_collections.ConfigDict, num_devices: int):
+  """Builds the task and model from the config and checks the step's shapes.
+
+  Every name is checked against its registry; every message names the key and the fix.
+
+  Returns:
+    (task, crop (h, w)).
+  """
+  _check_registered(registry.DATASETS, config.dataset.name)
+  known = (
+    set(registry.COMMON_DEFAULTS) | {"name"} | set(registry.DATASETS.defaults(config.dataset.name))
+  )
+  unknown = sorted(set(config.dataset.keys()) - known)
+  if unknown:
+    raise ConfigError(
+      f"config.dataset has fields {unknown} that dataset "
+      f"{config.dataset.name!r} does not read; its fields: {sorted(known)}."
+    )
+  _check_registered(tasks.TASKS, config.task.name)
+  try:
+    task = tasks.get_task(config.task.name, config.task)
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
+  try:
+    models.create_model(config.model, task.num_outputs)
+  except ValueError as e:
+    raise ConfigError(f"config.model: {e}") from e
+  try:
+    crop = pipeline.as_pair(config.crop_size, "config.crop_size")
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
+  if int(config.points_per_image) < 1:
+    raise ConfigError(f"config.points_per_image must be >= 1, got {config.points_per_image}.")
+  if int(config.points_per_image) > crop[0] * crop[1]:
+    raise ConfigError(
+      f"config.points_per_image={config.points_per_image} is more than the "
+      f"{crop[0]}x{crop[1]}={crop[0] * crop[1]} pixels of a crop (config.crop_size); "
+      "lower it or raise the crop size."
+    )
+  if int(config.batch_size) < 1 or int(config.batch_size) % num_devices:
+    raise ConfigError(
+      f"config.batch_size={config.batch_size} must be a positive multiple of the "
+      f"{num_devices} devices in use; change it or set config.num_devices."
+    )
+  if config.parallel not in PARALLEL:
+    raise ConfigError(f"config.parallel must be one of {PARALLEL}, got {config.parallel!r}.")
+  _check_registered(optimizers.OPTIMIZERS, config.optimizer.name)
+  _check_registered(optimizers.SCHEDULES, config.optimizer.schedule)
+  try:
+    optimizers.OPTIMIZERS.config(
+      config.optimizer.name,
+      config.optimizer.get(config.optimizer.name),
+      where=f"config.optimizer.{config.optimizer.name}",
+    )
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
+  if int(config.num_train_steps) < 1:
+    raise ConfigError(f"config.num_train_steps must be >= 1, got {config.num_train_steps}.")
+  return task, crop

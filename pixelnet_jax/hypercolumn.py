@@ -15,12 +15,11 @@ transpose is a scatter-add).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
 
 import jax.numpy as jnp
 import numpy as np
 
-Stride = Union[float, int, tuple[float, float], Sequence[float]]
+Stride = float | int | tuple[float, float] | Sequence[float]
 
 
 def _check_points(points, name: str = "points"):

@@ -1,12 +1,14 @@
-"""Command-line launchers: ``pixelnet-train`` and ``pixelnet-eval``.
+"""Command-line launchers: ``pixelnet-train``, ``pixelnet-eval`` and ``pixelnet-predict``.
 
-    pixelnet-train --config experiments/configs/procedural_segmentation.py --workdir /tmp/run \
+    pixelnet-train --config experiments/configs/procedural_segmentation.py --workdir runs/seg \
         [--config.num_train_steps=100 ...]
-    pixelnet-eval --config experiments/configs/procedural_segmentation.py --workdir /tmp/run \
+    pixelnet-eval --config experiments/configs/procedural_segmentation.py --workdir runs/seg \
         [--step N | --best]
+    pixelnet-predict --config experiments/configs/bsds_edges.py --workdir runs/bsds \
+        --out_dir PNGS [--split val] [--step N | --best] [--scales 0.5,1,1.5]
 
 The config is locked, so a misspelt ``--config.key`` fails before anything runs;
-``train.validate_config`` checks the values before anything compiles.
+``config_base.validate_config`` checks the values before anything compiles.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import sys
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from pixelnet_jax import evaluate, predict, train
 
 FLAGS = flags.FLAGS
 
@@ -29,7 +33,14 @@ def _define_common():
   flags.mark_flags_as_required(["config", "workdir"])
 
 
-def _setup():
+def _define_checkpoint_choice():
+  flags.DEFINE_integer("step", None, "Checkpoint step to use (default: the latest).")
+  flags.DEFINE_bool("best", False, "Use the best checkpoint instead of the latest.")
+
+
+def _setup(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   # Progress comes from the project's own logger (utils.get_logger); absl's INFO
   # stream is mostly checkpointing chatter.
   logging.set_verbosity(logging.WARNING)
@@ -43,11 +54,7 @@ def _fail(error: Exception):
 
 
 def _train_main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  _setup()
-  from pixelnet_jax import train  # pylint: disable=g-import-not-at-top
-
+  _setup(argv)
   try:
     summary = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except (ValueError, FileNotFoundError, FloatingPointError) as e:
@@ -63,11 +70,7 @@ def _train_main(argv):
 
 
 def _eval_main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  _setup()
-  from pixelnet_jax import evaluate  # pylint: disable=g-import-not-at-top
-
+  _setup(argv)
   try:
     result = evaluate.evaluate_checkpoint(
       FLAGS.config, FLAGS.workdir, step=FLAGS.step, best=FLAGS.best
@@ -77,6 +80,26 @@ def _eval_main(argv):
   print(json.dumps(result, default=float))
 
 
+def _predict_main(argv):
+  _setup(argv)
+  try:
+    result = predict.write_edge_maps(
+      FLAGS.config,
+      FLAGS.workdir,
+      FLAGS.out_dir,
+      split=FLAGS.split,
+      step=FLAGS.step,
+      best=FLAGS.best,
+      scales=tuple(float(v) for v in FLAGS.scales),
+    )
+  except (ValueError, FileNotFoundError) as e:
+    _fail(e)
+  print(
+    f"wrote {len(result['ids'])} PNGs of split {result['split']!r} "
+    f"(step {result['step']}) to {result['out_dir']}"
+  )
+
+
 def run_train():
   _define_common()
   app.run(_train_main)
@@ -84,9 +107,23 @@ def run_train():
 
 def run_eval():
   _define_common()
-  flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the latest).")
-  flags.DEFINE_bool("best", False, "Evaluate the best checkpoint instead of the latest.")
+  _define_checkpoint_choice()
   app.run(_eval_main)
+
+
+def run_predict():
+  _define_common()
+  _define_checkpoint_choice()
+  flags.DEFINE_string("out_dir", None, "Where <image id>.png edge maps are written.")
+  flags.DEFINE_string("split", None, "Split to predict (default: config.dataset.eval_split).")
+  flags.DEFINE_list(
+    "scales",
+    ["1.0"],
+    "Test-time scales whose maps are averaged, "
+    "e.g. 0.5,1,1.5 (multi-scale testing); default 1.0 only.",
+  )
+  flags.mark_flags_as_required(["out_dir"])
+  app.run(_predict_main)
 
 
 if __name__ == "__main__":

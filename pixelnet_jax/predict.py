@@ -8,16 +8,15 @@ the split is predicted at its native resolution with the evaluation path
   pixelnet-eval-boundaries --nms --pred-dir OUT_DIR \
       --gt-dir $PIXELNET_TEST_DATA/BSR/BSDS500/data/groundTruth/val
 
-Command line (same config flags as ``pixelnet-train``):
+Command line (``main.run_predict``; same config flags as ``pixelnet-train``):
 
-  python -m pixelnet_jax.predict --config experiments/configs/bsds_edges.py \
+  pixelnet-predict --config experiments/configs/bsds_edges.py \
       --workdir RUN --out_dir PNGS [--split val] [--step N | --best] [--scales 0.5,1,1.5]
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -27,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from pixelnet_jax import evaluate, utils
+from pixelnet_jax.data import registry
 
 logging = utils.get_logger()
 
@@ -83,8 +83,6 @@ def predict_split(
   image, then cropped back to each image's ``image_size``). ``scales`` other
   than (1.0,): see ``multiscale_decode``.
   """
-  from pixelnet_jax.data import registry  # pylint: disable=g-import-not-at-top
-
   source = registry.get_source(config.dataset.name, split, config.dataset)
   predict = evaluate.dense_predictor(model, config.eval.get("chunk_size"))
   variables = {"params": state.params, "batch_stats": state.batch_stats}
@@ -160,56 +158,3 @@ def write_edge_maps(
     "wrote %d edge maps of split %r (step %d) to %s", len(ids), split, int(state.step), out_dir
   )
   return {"step": int(state.step), "split": split, "out_dir": out_dir, "ids": ids}
-
-
-def _main(argv):
-  from absl import flags  # pylint: disable=g-import-not-at-top
-
-  if len(argv) > 1:
-    raise ValueError(f"Unexpected arguments: {argv[1:]}")
-  f = flags.FLAGS
-  result = write_edge_maps(
-    f.config,
-    f.workdir,
-    f.out_dir,
-    split=f.split,
-    step=f.step,
-    best=f.best,
-    scales=tuple(float(v) for v in f.scales),
-  )
-  print(
-    f"wrote {len(result['ids'])} PNGs of split {result['split']!r} "
-    f"(step {result['step']}) to {result['out_dir']}"
-  )
-
-
-def run():
-  """``python -m pixelnet_jax.predict``: the flags of ``pixelnet-train`` plus the output."""
-  from absl import app, flags  # pylint: disable=g-import-not-at-top
-  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
-
-  config_flags.DEFINE_config_file("config", None, "The run's config file.", lock_config=True)
-  flags.DEFINE_string("workdir", None, "The run's work directory.")
-  flags.DEFINE_string("out_dir", None, "Where <image id>.png edge maps are written.")
-  flags.DEFINE_string("split", None, "Split to predict (default: config.dataset.eval_split).")
-  flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
-  flags.DEFINE_bool("best", False, "Use the best checkpoint instead of the latest.")
-  flags.DEFINE_list(
-    "scales",
-    ["1.0"],
-    "Test-time scales whose maps are averaged, "
-    "e.g. 0.5,1,1.5 (multi-scale testing); default 1.0 only.",
-  )
-  flags.mark_flags_as_required(["config", "workdir", "out_dir"])
-
-  def main(argv):
-    try:
-      _main(argv)
-    except (FileNotFoundError, ValueError) as e:
-      sys.exit(f"pixelnet_jax.predict: error: {e}")
-
-  app.run(main)
-
-
-if __name__ == "__main__":
-  run()

@@ -54,16 +54,16 @@ class Registry:
   def register(self, name: str, *, defaults: Mapping[str, Any] | None = None) -> Callable:
     """Decorator: registers ``obj`` under ``name`` with its config ``defaults``.
 
-    Registering a name again replaces the entry only when it is the same object
-    re-imported (module reloads); a different object under a taken name is an error.
+    Registering a name again replaces the entry only when it comes from the same module
+    (a module re-imported); a name taken by another module is an error.
     """
 
     def decorator(obj):
       old = self._entries.get(name)
-      if old is not None and getattr(old.obj, "__qualname__", None) != getattr(
-        obj, "__qualname__", object()
-      ):
-        raise ValueError(f"A {self.kind} named {name!r} is already registered ({old.obj!r}).")
+      if old is not None and _origin(old.obj) != _origin(obj):
+        raise ValueError(
+          f"A {self.kind} named {name!r} is already registered by {_origin(old.obj)}."
+        )
       self._entries[name] = Entry(name, obj, dict(defaults or {}))
       return obj
 
@@ -125,3 +125,8 @@ class Registry:
         value = value.to_dict()
       merged[key] = value
     return merged
+
+
+def _origin(obj: Any) -> str | None:
+  """The module that defined ``obj`` (or the function a ``functools.partial`` wraps)."""
+  return getattr(obj, "__module__", None) or getattr(getattr(obj, "func", None), "__module__", None)

@@ -11,7 +11,7 @@ from PIL import Image
 from scipy import ndimage, optimize
 
 from pixelnet_jax import eval_boundaries
-from pixelnet_jax.metrics import _kernels, boundaries
+from pixelnet_jax.metrics import boundaries, kernels
 
 
 def _max_dist_for(shape, pixels):
@@ -102,7 +102,7 @@ def test_sparse_assignment_is_optimal_against_dense_solver():
       costs += list(rng.integers(0, 500, cols.size)) + [4000]
       indptr.append(len(indices))
     indptr, indices, costs = (np.array(x, np.int64) for x in (indptr, indices, costs))
-    col4row = _kernels.assign(indptr, indices, costs, n_real + n_rows)
+    col4row = kernels.assign(indptr, indices, costs, n_real + n_rows)
     assert len(set(col4row.tolist())) == n_rows  # one-to-one
     total = 0
     for i, c in enumerate(col4row):
@@ -121,8 +121,8 @@ def test_numba_matching_agrees_with_scipy_reference_on_edge_maps():
     a = boundaries.thin(base > np.quantile(base, 0.7))
     b = boundaries.thin(np.roll(base, 1, axis=0) > np.quantile(base, 0.75))
     args = (*np.nonzero(a), *np.nonzero(b), shape, max_dist_px, 100 * max_dist_px)
-    m1, m2 = boundaries._match_pixels(*args, solver="numba")
-    r1, r2 = boundaries._match_pixels(*args, solver="scipy")
+    m1, m2 = boundaries.match_pixels(*args, solver="numba")
+    r1, r2 = boundaries.match_pixels(*args, solver="scipy")
     assert m1.sum() == r1.sum() == m2.sum() == r2.sum() > 0
 
 
@@ -185,7 +185,7 @@ def test_k_of_n_reproduces_the_official_draws_and_stream():
     out = np.zeros(max(k, 1), np.int64)
     for _ in range(3):  # The stream carries over between calls.
       want = _k_of_n_reference(ref, k, n)
-      _kernels.k_of_n(state, k, n, out)
+      kernels.k_of_n(state, k, n, out)
       assert out[:k].tolist() == want
       assert want == sorted(set(want)) and all(0 <= v < n for v in want)
     assert int(state[0]) == ref.x

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pixelnet_jax import eval_boundaries, predict, train
+from pixelnet_jax import config_base, eval_boundaries, models, predict, train
 from pixelnet_jax.data import bsds500, registry
 from pixelnet_jax.models import PixelNet
 
@@ -57,9 +57,9 @@ def manual_dir(test_data_dir, tmp_path):
 def small_config(monkeypatch, manual):
   """The experiment's config, shrunk for seconds of CPU; its choices (task, taps) kept."""
   c = load_config(monkeypatch, manual)
-  c.model.width_multiplier = 0.25
-  c.model.mlp_widths = (32, 32)
-  c.model.head_init_std = 0.5  # so that three steps already give a map that varies
+  c.model.trunks.vgg.width_multiplier = 0.25
+  c.model.heads.mlp.widths = (32, 32)
+  c.model.heads.mlp.init_std = 0.5  # so that three steps already give a map that varies
   c.model.dense_chunk_size = 8192
   c.crop_size = 64
   c.points_per_image = 128
@@ -80,12 +80,12 @@ def test_config_reads_the_data_folder_from_the_environment(monkeypatch, tmp_path
   assert c.dataset.name == "bsds500" and c.dataset.backend == "folder"
   assert c.dataset.manual_dir == str(tmp_path)
   assert c.task.name == "edges" and c.task.sampling == "stratified"
-  assert c.model.trunk == "vgg" and c.model.fc is False
+  assert c.model.trunk == "vgg" and c.model.trunks.vgg.fc is False
   # A tap in every stage, the finest included.
   assert {t.split("_")[0] for t in c.model.taps} == {
-    f"conv{s + 1}" for s in range(len(c.model.stage_widths))
+    f"conv{s + 1}" for s in range(len(c.model.trunks.vgg.stage_widths))
   }
-  task, crop = train.validate_config(c, 1)
+  task, crop = config_base.validate_config(c, 1)
   assert task.soft and crop == (c.crop_size, c.crop_size)
 
 
@@ -124,7 +124,7 @@ def test_train_predict_and_benchmark_end_to_end(monkeypatch, manual_dir, tmp_pat
 
   # Independently: the final state's dense logits, sigmoid, x 255, in one chunk per row.
   state = summary["state"]
-  model = train._model_fn(config, train.validate_config(config, 1)[0])(None)  # pylint: disable=protected-access
+  model = models.create_model(config.model, config_base.validate_config(config, 1)[0].num_outputs)
   image = jnp.asarray(bsds500_normalized(example["image"]))[None]
   logits = jax.jit(
     lambda v, x: model.apply(v, x, method=PixelNet.predict_dense, chunk_size=png.shape[1])

@@ -18,13 +18,31 @@ TINY = dict(
   convs_per_stage=(1, 2, 1, 1, 2),
   fc=True,
   fc_width=12,
-  mlp_widths=(16, 8),
+  widths=(16, 8),
 )
 
 
 def _config(**overrides):
+  """config.model from flat overrides: trunk fields go to the trunk's entry, head
+  fields to every head entry that has them, the rest to config.model itself."""
+  flat = {**TINY, **overrides}
   c = models.default_model_config()
-  c.update({**TINY, **overrides})
+  c.trunk = flat.pop("trunk", c.trunk)
+  if c.trunk != TINY["trunk"]:  # a preset: TINY's architecture does not apply
+    flat = {k: v for k, v in flat.items() if k in overrides or k not in c.trunks.vgg}
+  c.head = flat.pop("head", c.head)
+  trunk_fields = set(c.trunks.vgg.keys())
+  head_fields = {k for h in c.heads.values() for k in h.keys()}
+  for key, value in flat.items():
+    if key in trunk_fields:
+      if c.trunk in c.trunks:
+        c.trunks[c.trunk][key] = value
+    elif key in head_fields:
+      for entry in c.heads.values():
+        if key in entry:
+          entry[key] = value
+    else:
+      c[key] = value
   return c
 
 
@@ -52,7 +70,7 @@ def _numpy_init(module, *init_args, seed=0):
   """Variables with the init's structure, drawn by NumPy (test_normal_init checks the real
   init): kernels normal, biases small, BN scale/var 1 and mean 0. Avoids compiling Threefry."""
   init_args = init_args or (jnp.zeros((1, 8, 8, 3)), jnp.zeros((1, 1, 2)))
-  shapes = jax.eval_shape(module.init, jax.random.key(0), *init_args)
+  shapes = models.unbox(jax.eval_shape(module.init, jax.random.key(0), *init_args))
   rng = np.random.default_rng(seed)
 
   def fill(path, leaf):
@@ -88,9 +106,9 @@ def _dense(model, variables, images, chunk_size=None):
   return model.apply(variables, images, method=PixelNet.predict_dense, chunk_size=chunk_size)
 
 
-def _trained_variables(model, images, points):
+def _trained_variables(model, images, points, head):
   """TINY variables after one train-mode pass, so batch_stats are not the identity."""
-  variables = _tiny_variables(model.head_type)
+  variables = _tiny_variables(head)
   _, updates = _apply(model, variables, images, points, train=True, key=jax.random.key(1))
   return {**variables, **updates}
 
@@ -102,7 +120,8 @@ def test_normal_init_has_the_requested_std_and_shape():
 
 
 def test_trunk_maps_use_ceil_sizes_and_tap_channels():
-  spec = models.trunk_spec(_config(width_multiplier=2.0))
+  c = _config(width_multiplier=2.0)
+  spec = models.build_trunk(c.trunk, c.trunks).spec
   assert spec.stage_widths == (8, 12, 16, 16, 16) and spec.fc_width == 24
   taps = spec.tap_names
   assert taps == (
@@ -132,7 +151,8 @@ def test_trunk_maps_use_ceil_sizes_and_tap_channels():
 
 
 def test_pre_relu_taps_are_post_relu_taps_before_the_relu():
-  spec = models.trunk_spec(_config())
+  c = _config()
+  spec = models.build_trunk(c.trunk, c.trunks).spec
   taps = ("conv1_1", "conv3_1", "fc6")
   x = _images(0, B, H, W)
   pre = models.VGG(spec=spec, taps=taps, tap_activation="pre")
@@ -189,8 +209,8 @@ def test_default_config_is_the_paper_model():
   assert model.spec == models.VGG16
   assert model.taps == ("conv1_2", "conv2_2", "conv3_3", "conv4_3", "conv5_3", "fc7")
   assert sum(model.spec.tap_channels(t) for t in model.taps) == 5568
-  assert model.mlp_widths == (4096, 4096) and model.dropout == 0.5
-  assert model.head_init_std == 0.001 and model.trunk_init_std == 0.01
+  assert model.head.widths == (4096, 4096) and model.head.dropout == 0.5
+  assert model.head.init_std == 0.001 and model.trunk.init_std == 0.01
 
 
 def test_vgg16_parameter_count_matches_analytic_count():
@@ -234,7 +254,7 @@ def test_dense_prediction_equals_sampled_prediction_at_every_pixel(head, chunks)
   model = models.create_model(_config(head=head), num_outputs=K)
   x = _images(0, B, H, W)
   pts = _all_points(B, H, W)
-  variables = _trained_variables(model, x, pts)
+  variables = _trained_variables(model, x, pts, head)
   sampled = _apply(model, variables, x, pts).reshape(B, H, W, K)
   assert float(jnp.std(sampled)) > 1e-2  # a meaningful comparison, not all ~0
   for chunk in chunks:
@@ -251,7 +271,7 @@ def test_dense_prediction_is_the_head_on_linearly_resized_maps():
   variables = _tiny_variables("mlp")
   maps = model.apply(variables, x, method=PixelNet.feature_maps)
   resized = [jax.image.resize(maps[t], (1, h, w, maps[t].shape[-1]), "linear") for t in model.taps]
-  head = models.MLPHead(tap_names=model.taps, num_outputs=K, widths=model.mlp_widths)
+  head = models.MLPHead(tap_names=model.taps, num_outputs=K, widths=model.head.widths)
   expected = head.apply({"params": variables["params"]["head"]}, resized)
   dense = _dense(model, variables, x, chunk_size=300)
   np.testing.assert_allclose(dense, expected, atol=1e-4, rtol=1e-4)
@@ -267,7 +287,7 @@ def test_taps_are_read_with_stride_two_to_the_pools_at_any_image_size():
     rows, cols = np.meshgrid(np.arange(fm.shape[1]), np.arange(fm.shape[2]), indexing="ij")
     centres = np.stack([rows.ravel(), cols.ravel()], -1) * stride + (stride - 1) / 2
     pts = jnp.asarray(np.broadcast_to(centres, (B,) + centres.shape), jnp.float32)
-    (read,) = models.pixelnet.read_taps(maps, model.spec, (tap,), pts)
+    (read,) = models.pixelnet.read_taps(maps, (tap,), (stride,), pts)
     np.testing.assert_allclose(read, fm.reshape(B, -1, fm.shape[-1]), atol=1e-5, err_msg=tap)
 
 
@@ -275,7 +295,7 @@ def test_split_first_layer_equals_dense_layer_on_the_concatenated_hypercolumn():
   rng = np.random.default_rng(0)
   feats = [jnp.asarray(rng.normal(size=(5, c)), jnp.float32) for c in (3, 7, 2)]
   layer = models.SplitDense(tap_names=("a", "b", "c"), features=6, init_std=1.0)
-  params = layer.init(jax.random.key(9), feats)["params"]
+  params = models.unbox(layer.init(jax.random.key(9), feats)["params"])
   params = {**params, "first_bias": jnp.arange(6.0)}
   kernel = jnp.concatenate([params["first_a"], params["first_b"], params["first_c"]], axis=0)
   expected = jnp.concatenate(feats, axis=-1) @ kernel + params["first_bias"]
@@ -332,7 +352,10 @@ def test_dropout_is_random_in_training_and_off_in_eval():
   assert not np.allclose(run(jax.random.key(5)), run(jax.random.key(6)))
   # In eval the output does not depend on the dropout rates.
   other = models.create_model(_config(head="mlp"), num_outputs=K)
-  assert (other.dropout, other.hypercolumn_dropout) != (model.dropout, model.hypercolumn_dropout)
+  assert (other.head.dropout, other.head.hypercolumn_dropout) != (
+    model.head.dropout,
+    model.head.hypercolumn_dropout,
+  )
   np.testing.assert_allclose(
     _apply(model, variables, x, pts), _apply(other, variables, x, pts), atol=1e-6
   )
@@ -344,24 +367,14 @@ def test_dropout_is_random_in_training_and_off_in_eval():
     (dict(taps=("conv1_1", "fc8")), r"'fc8'.*Available taps: conv1_1, conv2_1"),
     (dict(taps=("pool3",)), r"'pool3'.*Available taps"),
     (dict(fc=False, taps=("conv1_1", "fc7")), r"'fc7'.*no fc6/fc7.*Available taps: .*conv5_2\."),
-    (
-      dict(
-        trunk="vgg_small",
-        stage_widths=None,
-        convs_per_stage=None,
-        fc=None,
-        fc_width=None,
-        taps=("conv5_3",),
-      ),
-      r"'conv5_3'.*4 stages.*Available taps: conv1_1, ",
-    ),
+    (dict(trunk="vgg_small", taps=("conv5_3",)), r"'conv5_3'.*4 stages.*Available taps: conv1_1, "),
     (dict(taps=("conv2_3",)), r"'conv2_3'.*Available taps"),
     (dict(taps=("conv1_1", "conv1_1")), r"twice"),
-    (dict(head="transformer"), r"model.head.*'transformer'"),
-    (dict(trunk="resnet50"), r"model.trunk 'resnet50'.*vgg16"),
-    (dict(trunk="vgg", stage_widths=None), r"model.stage_widths"),
+    (dict(head="transformer"), r"'transformer'.*config\.model\.head.*registered.*mlp"),
+    (dict(trunk="resnet50"), r"'resnet50'.*config\.model\.trunk.*vgg16"),
+    (dict(trunk="vgg", stage_widths=None), r"config\.model\.trunks\.vgg\.stage_widths"),
     (dict(tap_activation="mid"), r"tap_activation"),
-    (dict(dropout=1.0), r"model.dropout"),
+    (dict(dropout=1.0), r"config\.model\.heads\.mlp\.dropout"),
   ],
 )
 def test_invalid_configs_raise_clear_errors(overrides, match):
@@ -378,8 +391,8 @@ def test_unknown_config_field_is_rejected():
 
 def test_presets_and_width_multiplier():
   c = models.default_model_config()
-  c.width_multiplier = 0.25
-  spec = models.trunk_spec(c)
+  c.trunks.vgg16.width_multiplier = 0.25
+  spec = models.build_trunk(c.trunk, c.trunks).spec
   assert spec.stage_widths == (16, 32, 64, 128, 128) and spec.fc_width == 1024
   c = models.default_model_config()
   c.trunk = "vgg_small"

@@ -6,6 +6,14 @@ import pytest
 from pixelnet_jax.data import pipeline
 
 H, W = 20, 30
+IGNORE = 255
+# What a segmentation + normals task declares: the ignore label pads labels, a mirror
+# negates the image-right component of normals.
+SPECS = {
+  "label": pipeline.LabelSpec(IGNORE),
+  "normals": pipeline.LabelSpec(0.0, hflip=lambda n: n * np.array([-1, 1, 1], n.dtype)),
+  "normals_valid": pipeline.LabelSpec(False),
+}
 
 
 def _coordinate_example(h=H, w=W, index=0):
@@ -59,7 +67,7 @@ def _check_alignment(out, crop):
   np.testing.assert_allclose(out["normals"][valid], expected[valid], atol=1e-6)
   # Padding holds the documented fill values.
   pad = ~valid
-  assert (out["label"][pad] == pipeline.IGNORE_LABEL).all()
+  assert (out["label"][pad] == IGNORE).all()
   assert (out["edges"][pad] == 0).all() and (out["normals"][pad] == 0).all()
   assert not out["normals_valid"][pad].any() and (image[pad] == 0).all()
   return flipped
@@ -70,7 +78,9 @@ def test_augment_keeps_labels_aligned_with_image(crop):
   example = _coordinate_example()
   flips = []
   for seed in range(24):
-    out = pipeline.augment(example, np.random.default_rng(seed), crop_size=crop, gain_range=None)
+    out = pipeline.augment(
+      example, np.random.default_rng(seed), crop_size=crop, gain_range=None, label_specs=SPECS
+    )
     flips.append(_check_alignment(out, crop))
     assert out["valid"].sum() == min(crop[0], H) * min(crop[1], W)
   assert any(flips) and not all(flips)  # both branches exercised
@@ -81,7 +91,12 @@ def test_crop_offsets_cover_every_position():
   starts = set()
   for seed in range(300):
     out = pipeline.augment(
-      example, np.random.default_rng(seed), crop_size=(17, 27), flip=False, gain_range=None
+      example,
+      np.random.default_rng(seed),
+      crop_size=(17, 27),
+      flip=False,
+      gain_range=None,
+      label_specs=SPECS,
     )
     starts.add((int(out["image"][0, 0, 0]), int(out["image"][0, 0, 1])))
   assert starts == {(r, c) for r in range(4) for c in range(4)}
@@ -92,7 +107,12 @@ def test_padding_places_small_image_at_random_offsets():
   corners = set()
   for seed in range(200):
     out = pipeline.augment(
-      example, np.random.default_rng(seed), crop_size=(7, 8), flip=False, gain_range=None
+      example,
+      np.random.default_rng(seed),
+      crop_size=(7, 8),
+      flip=False,
+      gain_range=None,
+      label_specs=SPECS,
     )
     vr, vc = np.nonzero(out["valid"])
     corners.add((vr.min(), vc.min()))
@@ -100,9 +120,11 @@ def test_padding_places_small_image_at_random_offsets():
   assert corners == {(r, c) for r in range(3) for c in range(3)}
 
 
-def test_horizontal_flip_negates_normals_x_only():
+def test_horizontal_flip_applies_the_declared_transform_only():
   normals = np.array([[[0.6, 0.0, 0.8], [0.0, -0.6, 0.8]]], np.float32)  # [1, 2, 3]
-  out = pipeline.horizontal_flip({"normals": normals, "label": np.array([[1, 2]])})
+  plain = pipeline.horizontal_flip({"normals": normals})
+  np.testing.assert_array_equal(plain["normals"], normals[:, ::-1])
+  out = pipeline.horizontal_flip({"normals": normals, "label": np.array([[1, 2]])}, SPECS)
   np.testing.assert_array_equal(out["label"], [[2, 1]])
   np.testing.assert_array_equal(
     out["normals"], np.array([[[0.0, -0.6, 0.8], [-0.6, 0.0, 0.8]]], np.float32)
@@ -112,9 +134,9 @@ def test_horizontal_flip_negates_normals_x_only():
 def test_flip_happens_about_half_the_time():
   example = _coordinate_example()
   flips = [
-    pipeline.augment(example, np.random.default_rng(s), crop_size=(H, W), gain_range=None)["label"][
-      0, 0
-    ]
+    pipeline.augment(
+      example, np.random.default_rng(s), crop_size=(H, W), gain_range=None, label_specs=SPECS
+    )["label"][0, 0]
     != 0
     for s in range(400)
   ]
@@ -167,7 +189,9 @@ def _assert_batches_equal(a, b):
 
 
 def test_train_batches_have_documented_keys_shapes_and_normalisation():
-  it = pipeline.make_train_iterator(_source(), batch_size=3, crop_size=(16, 24), seed=0)
+  it = pipeline.make_train_iterator(
+    _source(), batch_size=3, crop_size=(16, 24), seed=0, label_specs=SPECS
+  )
   batch = next(it)
   assert sorted(batch) == ["edges", "image", "label", "normals", "normals_valid", "valid"]
   assert batch["image"].shape == (3, 16, 24, 3) and batch["image"].dtype == np.float32
@@ -180,7 +204,9 @@ def test_train_batches_have_documented_keys_shapes_and_normalisation():
 
 
 def test_padded_train_pixels_are_masked_and_zero():
-  it = pipeline.make_train_iterator(_source(h=10, w=12), batch_size=2, crop_size=16, seed=1)
+  it = pipeline.make_train_iterator(
+    _source(h=10, w=12), batch_size=2, crop_size=16, seed=1, label_specs=SPECS
+  )
   batch = next(it)
   assert (batch["valid"].sum(axis=(1, 2)) == 120).all()
   pad = ~batch["valid"]
@@ -234,7 +260,7 @@ def test_eval_batches_pad_to_largest_and_keep_order():
     _coordinate_example(12, 8, 1),
     _coordinate_example(6, 6, 2),
   ]
-  batches = list(pipeline.make_eval_batches(_ListSource(examples), batch_size=2))
+  batches = list(pipeline.make_eval_batches(_ListSource(examples), batch_size=2, label_specs=SPECS))
   assert [len(b["id"]) for b in batches] == [2, 1]
   first = batches[0]
   assert first["id"] == ["ex0", "ex1"]

@@ -189,9 +189,9 @@ def test_jit_vmap_pmap(name):
   vmapped = jax.jit(jax.vmap(fn))(keys[:5], valid[:5], scores[:5], strata[:5])
   pmapped = jax.pmap(fn)(keys, valid, scores, strata)
   for i in range(5):
-    jax.tree.map(lambda v, e: np.testing.assert_array_equal(v[i], e), vmapped, eager[i])
+    jax.tree.map(lambda v, e, i=i: np.testing.assert_array_equal(v[i], e), vmapped, eager[i])
   for i in range(batch):
-    jax.tree.map(lambda p, e: np.testing.assert_array_equal(p[i], e), pmapped, eager[i])
+    jax.tree.map(lambda p, e, i=i: np.testing.assert_array_equal(p[i], e), pmapped, eager[i])
 
 
 def test_num_points_is_static_under_jit():

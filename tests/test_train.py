@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 import tiny_config
 
-from pixelnet_jax import train
+from pixelnet_jax import config_base, models, tasks, train
+from pixelnet_jax.checkpoints import Checkpoints
+from pixelnet_jax.errors import ConfigError, DataError
+from pixelnet_jax.state import create_train_state, host_state
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(REPO, "tests", "tiny_config.py")
@@ -41,8 +44,8 @@ def _jsonl(workdir):
 @pytest.mark.parametrize("task,steps", [("segmentation", 150), ("normals", 150), ("edges", 150)])
 def test_short_run_learns(tmp_path, task, steps):
   c = tiny_config.get_config(task)
-  c.model.stage_widths = (16, 32, 64)
-  c.model.mlp_widths = (64, 64)
+  c.model.trunks.vgg.stage_widths = (16, 32, 64)
+  c.model.heads.mlp.widths = (64, 64)
   c.dataset.num_examples = {"train": 100000, "val": 8}
   c.num_train_steps = steps
   c.log_every = 10
@@ -161,8 +164,8 @@ def test_sigterm_saves_and_resume_continues_exactly(tmp_path):
   c.num_train_steps = 100000
   c.stop_at_step = stopped + 2
   straight = train.train_and_evaluate(c, str(tmp_path / "straight"))
-  abstract = train.host_state(straight["state"])
-  restored = train.Checkpoints(workdir, 3, "miou", "max").restore(abstract)
+  abstract = host_state(straight["state"])
+  restored = Checkpoints(workdir, 3, "miou", "max").restore(abstract)
   assert int(restored.step) == stopped + 2
   _assert_trees_equal(jax.tree.leaves(restored.params), _params(straight))
 
@@ -176,17 +179,17 @@ def test_nan_loss_stops_with_last_good_checkpoint_intact(tmp_path):
   c.num_train_steps = 50
   with pytest.raises(FloatingPointError, match="last good checkpoint"):
     train.train_and_evaluate(c, str(tmp_path))
-  checkpoints = train.Checkpoints(str(tmp_path), 3, "miou", "max")
+  checkpoints = Checkpoints(str(tmp_path), 3, "miou", "max")
   step = checkpoints.latest_step()
   assert step is not None and step >= 1
   c.optimizer.learning_rate = 1e-3
-  template = train.create_train_state(
+  template = create_train_state(
     c,
-    train._model_fn(c, train.tasks.get_task("segmentation", c.task))(None),
+    models.create_model(c.model, tasks.get_task("segmentation", c.task).num_outputs),
     jax.random.key(0),
     (64, 64),
   )
-  restored = checkpoints.restore(train.host_state(template))
+  restored = checkpoints.restore(host_state(template))
   assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(restored.params))
 
 
@@ -200,7 +203,7 @@ def test_pmap_mesh_and_single_device_agree(tmp_path):
   results = {}
   for name, parallel, devices in [("one", "pmap", 1), ("pmap", "pmap", 8), ("mesh", "mesh", 8)]:
     c = tiny_config.get_config("segmentation")
-    c.model.dropout = 0.0  # Dropout masks depend on the layout; everything else must not.
+    c.model.heads.mlp.dropout = 0.0  # Dropout masks depend on the layout; everything else must not.
     c.num_train_steps = 4
     c.checkpoint_every = 1000
     c.parallel = parallel
@@ -238,9 +241,9 @@ def test_config_errors_name_the_key(tmp_path, override, key):
   c = tiny_config.get_config("segmentation")
   c.num_devices = 8
   override(c)
-  with pytest.raises(train.ConfigError, match=key.replace(".", r"\.")):
-    train.validate_config(c, 8)
-  with pytest.raises(train.ConfigError):
+  with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+    config_base.validate_config(c, 8)
+  with pytest.raises(ConfigError):
     train.train_and_evaluate(c, str(tmp_path / "w"))
   assert not os.path.exists(tmp_path / "w" / "checkpoints")
 
@@ -248,7 +251,7 @@ def test_config_errors_name_the_key(tmp_path, override, key):
 def test_label_out_of_range_is_a_clear_error(tmp_path):
   c = tiny_config.get_config("segmentation")
   c.task.num_classes = 5  # The procedural data has 10 classes.
-  with pytest.raises(train.DataError, match="num_classes"):
+  with pytest.raises(DataError, match="num_classes"):
     train.train_and_evaluate(c, str(tmp_path))
   assert not os.listdir(tmp_path / "checkpoints")
 

@@ -11,10 +11,10 @@ def get_config(task: str = "segmentation"):
   if c.task.name == "segmentation":
     c.task.num_classes = 10
   c.model.trunk = "vgg"
-  c.model.stage_widths = (8, 16, 32)
-  c.model.convs_per_stage = (1, 1, 1)
-  c.model.fc = False
-  c.model.mlp_widths = (32, 32)
+  c.model.trunks.vgg.stage_widths = (8, 16, 32)
+  c.model.trunks.vgg.convs_per_stage = (1, 1, 1)
+  c.model.trunks.vgg.fc = False
+  c.model.heads.mlp.widths = (32, 32)
   c.model.dense_chunk_size = 1024
   c.dataset.num_examples = {"train": 64, "val": 4}
   c.batch_size = 8

@@ -1,8 +1,7 @@
 """PixelNet edges trained from scratch on BSDS500 train (200 images), sized for a 2-core CPU.
 
-The whole run (1,000 steps) took 33 minutes on 2 CPU cores shared with other jobs
-(about 15-20 minutes when idle); val ODS 0.679 with the BSDS benchmark. The result
-and the exact commands are in ``experiments/results/bsds_edges.md``.
+The result, its wall time and the exact commands are in
+``experiments/results/bsds_edges.md``.
 
 Data: the extracted ``BSR/`` folder is read directly (``backend='folder'``, no TFDS
 build). ``config.dataset.manual_dir`` is the folder holding ``BSR/``; it defaults
@@ -35,8 +34,7 @@ DATA_ENV = "PIXELNET_TEST_DATA"
 
 
 def get_config():
-  c = paper_config("edges")
-  c.dataset.name = "bsds500"
+  c = paper_config("edges", dataset="bsds500")
   c.dataset.backend = "folder"
   c.dataset.train_split = "train"
   c.dataset.eval_split = "val"
@@ -52,14 +50,15 @@ def get_config():
   c.task.class_balance = "none"
 
   c.model.trunk = "vgg"
-  c.model.stage_widths = (32, 64, 96, 128)
-  c.model.convs_per_stage = (2, 2, 2, 2)
-  c.model.fc = False
+  trunk = c.model.trunks.vgg
+  trunk.stage_widths = (32, 64, 96, 128)
+  trunk.convs_per_stage = (2, 2, 2, 2)
+  trunk.fc = False
+  trunk.init_std = 0.05
   c.model.taps = ("conv1_2", "conv2_2", "conv3_2", "conv4_2")
-  c.model.mlp_widths = (256, 256)
-  c.model.dropout = 0.1
-  c.model.head_init_std = 0.01
-  c.model.trunk_init_std = 0.05
+  c.model.heads.mlp.widths = (256, 256)
+  c.model.heads.mlp.dropout = 0.1
+  c.model.heads.mlp.init_std = 0.01
   c.model.dense_chunk_size = 16384
 
   c.batch_size = 4

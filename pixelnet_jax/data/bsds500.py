@@ -26,7 +26,6 @@ Sources (`Bsds500Source`, `Bsds500FolderSource`) return the project's example di
 
 from __future__ import annotations
 
-import io
 import os
 import pathlib
 import tarfile
@@ -38,8 +37,8 @@ import scipy.io
 import tensorflow_datasets as tfds
 from etils import epath
 from ml_collections import config_dict
-from PIL import Image
 
+from pixelnet_jax.data import readers
 from pixelnet_jax.data.registry import DATASETS
 
 SPLITS = ("train", "val", "test")
@@ -129,19 +128,12 @@ def list_split(
   return files
 
 
-def decode_image(data: bytes, source: str = "image bytes") -> np.ndarray:
+def decode_image(data: bytes, name: os.PathLike | str | None = None) -> np.ndarray:
   """JPEG/PNG bytes -> image [H, W, 3] uint8 RGB (PIL, the one decoder used everywhere).
 
-  `source` (the file or record) names a corrupt or truncated image in the error.
+  A corrupt or truncated file is a readers.DataError naming `name`.
   """
-  try:
-    with Image.open(io.BytesIO(data)) as image:
-      return np.asarray(image.convert("RGB"), dtype=np.uint8)
-  except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(
-      f"BSDS500 image {source}: cannot decode it; expected a complete JPEG "
-      f"({type(e).__name__}: {e})."
-    ) from e
+  return readers.decode_image(data, name)
 
 
 _GT_EXPECTED = (

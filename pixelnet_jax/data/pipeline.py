@@ -174,6 +174,51 @@ def horizontal_flip(
   return out
 
 
+def _resize_axis(size: int, out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Half-pixel bilinear taps along one axis: (i0, i1, weight of i1)."""
+  pos = np.clip((np.arange(out) + 0.5) * (size / out) - 0.5, 0, size - 1)
+  i0 = np.floor(pos).astype(np.int64)
+  return i0, np.minimum(i0 + 1, size - 1), (pos - i0).astype(np.float32)
+
+
+def resize(array: np.ndarray, out_size: tuple[int, int], method: str = "nearest") -> np.ndarray:
+  """[H, W, ...] -> [h, w, ...]: 'nearest' (any dtype, values kept) or 'linear' (bilinear,
+  half-pixel centres; integer dtypes rounded back). Same size: returned unchanged."""
+  (h, w), size = out_size, array.shape[:2]
+  if (h, w) == tuple(size):
+    return array
+  if method == "nearest":
+    rows = np.minimum((np.arange(h) + 0.5) * (size[0] / h), size[0] - 1).astype(np.int64)
+    cols = np.minimum((np.arange(w) + 0.5) * (size[1] / w), size[1] - 1).astype(np.int64)
+    return array[rows][:, cols]
+  if method != "linear":
+    raise ValueError(f"resize method must be 'nearest' or 'linear', got {method!r}.")
+  (r0, r1, wr), (c0, c1, wc) = _resize_axis(size[0], h), _resize_axis(size[1], w)
+  a = array.astype(np.float32)
+  wr = wr.reshape((h, 1) + (1,) * (a.ndim - 2))
+  wc = wc.reshape((1, w) + (1,) * (a.ndim - 2))
+  top = a[r0][:, c0] * (1 - wc) + a[r0][:, c1] * wc
+  bottom = a[r1][:, c0] * (1 - wc) + a[r1][:, c1] * wc
+  out = top * (1 - wr) + bottom * wr
+  if np.issubdtype(array.dtype, np.integer):
+    info = np.iinfo(array.dtype)
+    return np.clip(np.round(out), info.min, info.max).astype(array.dtype)
+  return out.astype(array.dtype)
+
+
+def rescale(example: Mapping[str, np.ndarray], scale: float) -> dict:
+  """Resizes every spatial key by `scale` (sizes rounded, at least 1 pixel).
+
+  The image is interpolated bilinearly; label maps and `valid` take the nearest pixel, so
+  they keep their value set (class ids, ignore, unit normals, booleans).
+  """
+  h, w = example["image"].shape[:2]
+  out_size = (max(1, int(round(h * scale))), max(1, int(round(w * scale))))
+  return {
+    k: resize(v, out_size, "linear" if k == "image" else "nearest") for k, v in example.items()
+  }
+
+
 def color_gain(image: np.ndarray, gains: np.ndarray) -> np.ndarray:
   """image [H, W, 3] (0..255) * gains [3] -> float32, clipped to 0..255 as a sensor saturates."""
   return np.clip(image.astype(np.float32) * gains.astype(np.float32), 0.0, 255.0)
@@ -188,13 +233,19 @@ def augment(
   gain_range: tuple[float, float] | None = DEFAULT_GAIN_RANGE,
   label_keys: Sequence[str] | None = None,
   label_specs: LabelSpecs | None = None,
+  scale_range: tuple[float, float] | None = None,
 ) -> dict:
-  """Random crop, horizontal flip (50%), per-channel gain U[gain_range] on the image only.
+  """Random scale U[scale_range] (if given), crop, horizontal flip (50%), per-channel gain
+  U[gain_range] on the image only.
 
   Returns the spatial keys at crop_size with `image [h, w, 3] float32` still in 0..255
-  (`finalize` normalises it). Draws from rng in a fixed order, so it is deterministic.
+  (`finalize` normalises it). Draws from rng in a fixed order, so it is deterministic;
+  scale_range None draws nothing for it (the same stream as before it existed).
   """
-  out = random_crop(select_keys(example, label_keys), crop_size, rng, label_specs)
+  out = select_keys(example, label_keys)
+  if scale_range is not None:
+    out = rescale(out, float(rng.uniform(*_check_scale_range(scale_range))))
+  out = random_crop(out, crop_size, rng, label_specs)
   do_flip = bool(rng.random() < 0.5)
   gains = (
     rng.uniform(gain_range[0], gain_range[1], size=3) if gain_range is not None else np.ones(3)
@@ -203,6 +254,13 @@ def augment(
     out = horizontal_flip(out, label_specs)
   out["image"] = color_gain(out["image"], gains)
   return out
+
+
+def _check_scale_range(scale_range: tuple[float, float]) -> tuple[float, float]:
+  low, high = (float(v) for v in scale_range)
+  if not 0 < low <= high:
+    raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {scale_range!r}.")
+  return low, high
 
 
 def finalize(example: Mapping[str, Any]) -> dict:
@@ -241,6 +299,7 @@ def train_dataset(
   gain_range: tuple[float, float] | None = DEFAULT_GAIN_RANGE,
   label_keys: Sequence[str] | None = None,
   label_specs: LabelSpecs | None = None,
+  scale_range: tuple[float, float] | None = None,
 ) -> grain.MapDataset:
   """The infinite training stream as a grain MapDataset: element k is the batch of step k.
 
@@ -257,7 +316,10 @@ def train_dataset(
     gain_range=gain_range,
     label_keys=label_keys,
     label_specs=label_specs,
+    scale_range=scale_range,
   )
+  if scale_range is not None:
+    _check_scale_range(scale_range)
   ds = grain.MapDataset.source(source).seed(_check_seed(seed))
   ds = ds.shuffle().repeat(None)  # shuffle before repeat: a fresh permutation per epoch
   ds = ds.random_map(aug).map(finalize)
@@ -293,6 +355,7 @@ def make_train_iterator(
   gain_range: tuple[float, float] | None = DEFAULT_GAIN_RANGE,
   label_keys: Sequence[str] | None = None,
   label_specs: LabelSpecs | None = None,
+  scale_range: tuple[float, float] | None = None,
 ) -> grain.DatasetIterator:
   """An infinite iterator of training batches (see `train_dataset`), starting at start_step.
 
@@ -307,6 +370,8 @@ def make_train_iterator(
     flip, gain_range: augmentation switches (gain_range None: no colour gain).
     label_keys: keys to keep besides image (default: every [H, W, ...] array).
     label_specs: {key: LabelSpec}, pad values and mirror transforms (from the task).
+    scale_range: (low, high) random rescale of each example before the crop (image
+      bilinear, label maps nearest); None (default): no rescaling.
 
   Returns:
     A grain DatasetIterator (also supports get_state()/set_state()).
@@ -322,6 +387,7 @@ def make_train_iterator(
     gain_range=gain_range,
     label_keys=label_keys,
     label_specs=label_specs,
+    scale_range=scale_range,
   )
   return _iterate(ds[int(start_step) :], num_workers, num_threads, prefetch)
 

@@ -43,7 +43,6 @@ from __future__ import annotations
 import colorsys
 import dataclasses
 from collections.abc import Sequence
-from typing import Union
 
 import numpy as np
 
@@ -84,7 +83,7 @@ MIN_SIZE, MAX_SIZE = 64, 224
 FOV_DEGREES = 60.0  # horizontal field of view
 GRAZING_COS = 0.06  # |cos(view, normal)| below this: normals/depth marked missing
 
-ImageSize = Union[int, tuple[int, int], Sequence[int]]
+ImageSize = int | tuple[int, int] | Sequence[int]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,7 +3,7 @@
 A port of the official Berkeley `boundaryBench` (`correspondPixels`,
 `evaluation_bdry_image.m`, `collect_eval_bdry.m`) and of the structured-edge
 toolbox NMS (`edgesNmsMex`), so that numbers compare with published tables.
-The matching and thinning loops are numba kernels (`_kernels.py`).
+The matching and thinning loops are numba kernels (`kernels.py`).
 
 Matchers. The official match.cc does not solve the problem on the full graph:
 an unmatched pixel may only pair with `OUTLIER_DEGREE` = 6 outlier nodes
@@ -23,8 +23,8 @@ reseeds it. The official outputs therefore cannot be reproduced exactly.
     benchmark's test images at t = 1/6 fall inside its spread (image 1:
     matched annotator pixels 9245-9251 vs official 9248, matched machine
     pixels 2489-2492 vs 2492), bar one count 1 pixel below it (image 4,
-    8133 vs 8134-8139). About 3x slower (4.5 s vs 1.4 s CPU per image at 99
-    thresholds).
+    8133 vs 8134-8139). Slower than 'optimal' (benchmarks/boundaries_speed.py
+    measures both).
 On the benchmark's test data (5 thresholds) both agree with the official
 tables within 8e-4 on the dataset-level numbers; per image, 'optimal' is off
 by 1.07e-3 at most (3 of 2808 machine pixels of image 1) and 'official' by
@@ -46,6 +46,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import ndimage, sparse
 from scipy.sparse import csgraph
+
+from pixelnet_jax.metrics import kernels
 
 # Defaults of the official benchmark.
 MAX_DIST = 0.0075  # Fraction of the image diagonal.
@@ -218,9 +220,7 @@ def thin(bmap: np.ndarray) -> np.ndarray:
   y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
   work = np.zeros((y1 - y0 + 2, x1 - x0 + 2), np.uint8)
   work[1:-1, 1:-1] = skel[y0:y1, x0:x1]
-  from pixelnet_jax.metrics import _kernels  # pylint: disable=g-import-not-at-top
-
-  _kernels.thin_inplace(work, _THIN_LUT1, _THIN_LUT2)
+  kernels.thin_inplace(work, _THIN_LUT1, _THIN_LUT2)
   out[y0:y1, x0:x1] = work[1:-1, 1:-1].astype(bool)
   return out
 
@@ -298,7 +298,7 @@ def correspond_pixels(
   max_dist_px = max_dist * math.hypot(h, w)
   ys1, xs1 = _pixels(bmap1, matcher)
   ys2, xs2 = _pixels(bmap2, matcher)
-  m1, m2 = _match_pixels(
+  m1, m2 = match_pixels(
     ys1,
     xs1,
     ys2,
@@ -333,7 +333,7 @@ def _near_mask(grid, r, dv, du):
   return near
 
 
-def _match_pixels(
+def match_pixels(
   ys1, xs1, ys2, xs2, shape, max_dist_px, outlier_cost_px, solver="numba", targets=None, state=None
 ):
   """Matching on pixel lists; returns bool [n1], [n2] 'has a partner'.
@@ -352,9 +352,7 @@ def _match_pixels(
   grid2, near2 = targets
   if state is not None:
     r, dv, du, cost = _offsets(max_dist_px, column_outer=True)
-    from pixelnet_jax.metrics import _kernels  # pylint: disable=g-import-not-at-top
-
-    return _kernels.official_match_points(
+    return kernels.official_match_points(
       np.ascontiguousarray(ys1, np.int64),
       np.ascontiguousarray(xs1, np.int64),
       grid2,
@@ -370,9 +368,7 @@ def _match_pixels(
     )
   r, dv, du, cost = _offsets(max_dist_px)
   if solver == "numba":
-    from pixelnet_jax.metrics import _kernels  # pylint: disable=g-import-not-at-top
-
-    return _kernels.match_points(
+    return kernels.match_points(
       np.ascontiguousarray(ys1, np.int64),
       np.ascontiguousarray(xs1, np.int64),
       grid2,
@@ -492,7 +488,7 @@ def evaluate_image(
     matched_any = np.zeros(ys1.size, bool)
     cnt_r = 0
     for (ys2, xs2), target in zip(gt_pixels, targets):
-      m1, m2 = _match_pixels(
+      m1, m2 = match_pixels(
         ys1, xs1, ys2, xs2, (h, w), max_dist_px, outlier_px, targets=target, state=state
       )
       matched_any |= m1

@@ -1,111 +1,93 @@
-"""Models: the VGG trunk family, per-pixel heads, and PixelNet built from a config.
+"""Models: registered trunks and per-pixel heads, and PixelNet built from a config.
 
-``create_model(config.model, num_outputs)`` is the one entry point; training
-configs start from ``default_model_config()`` and override a few fields.
+``create_model(config.model, num_outputs)`` is the one entry point. ``config.model``
+names a trunk and a head; each registered one keeps its own fields in
+``config.model.trunks.<name>`` / ``config.model.heads.<name>`` (defaults: its
+registry entry). The other fields are the model's own (``default_model_config``).
 """
 
 from __future__ import annotations
-
-from typing import Optional
 
 import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_dict
 
+from pixelnet_jax.models.base import (
+  HEADS,
+  TRUNKS,
+  Head,
+  Trunk,
+  WeightDecay,
+  decay_mask,
+  decayed,
+  unbox,
+)
 from pixelnet_jax.models.heads import LinearHead, MLPHead, SplitDense
-from pixelnet_jax.models.pixelnet import HEADS, PixelNet
-from pixelnet_jax.models.vgg import PRESETS, TAP_ACTIVATIONS, VGG, VGG16, VGG_SMALL, VGGSpec
+from pixelnet_jax.models.pixelnet import PixelNet
+from pixelnet_jax.models.vgg import TAP_ACTIVATIONS, VGG, VGG16, VGG_SMALL, VGGSpec
 
 __all__ = [
   "HEADS",
+  "TRUNKS",
+  "Head",
   "LinearHead",
   "MLPHead",
-  "PRESETS",
   "PixelNet",
   "SplitDense",
+  "Trunk",
   "VGG",
   "VGG16",
   "VGG_SMALL",
   "VGGSpec",
+  "WeightDecay",
+  "build_trunk",
   "create_model",
+  "decay_mask",
+  "decayed",
   "default_model_config",
-  "trunk_spec",
+  "unbox",
 ]
 
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
 def default_model_config() -> ml_collections.ConfigDict:
   """PixelNet as in the paper: VGG-16 with BN, taps conv{1..5}_last + fc7, MLP 4096^2.
 
-  Fields left ``None`` are taken from the ``trunk`` preset ('vgg16', 'vgg_small');
-  with ``trunk='vgg'`` stage_widths and convs_per_stage must be given.
+  ``trunks`` and ``heads`` hold one sub-dict per registered trunk and head.
   """
   c = ml_collections.ConfigDict()
-  c.trunk = "vgg16"  # 'vgg16' | 'vgg_small' | 'vgg' (custom: set the fields below)
-  c.width_multiplier = 1.0  # scales stage widths and fc_width (min 1 channel)
-  c.stage_widths = config_dict.placeholder(tuple)  # e.g. (64, 128, 256, 512, 512)
-  c.convs_per_stage = config_dict.placeholder(tuple)  # e.g. (2, 2, 3, 3, 3)
-  c.fc = config_dict.placeholder(bool)  # fc6 (7x7) + fc7 (1x1) after the last pool
-  c.fc_width = config_dict.placeholder(int)  # 4096 for vgg16
-  # None: the last conv of every stage plus fc7 when present, i.e. for vgg16
-  # conv1_2, conv2_2, conv3_3, conv4_3, conv5_3, fc7 (5568 channels).
+  c.trunk = "vgg16"  # a name in TRUNKS (models.TRUNKS.names())
+  c.trunks = TRUNKS.all_defaults()
+  # None: the trunk's default taps; for vgg16 conv1_2, conv2_2, conv3_3, conv4_3,
+  # conv5_3, fc7 (5568 channels).
   c.taps = config_dict.placeholder(tuple)
   c.tap_activation = "post"  # 'post' (after ReLU) | 'pre' (after BN, before ReLU)
-  c.head = "mlp"  # 'mlp' | 'linear'
-  c.mlp_widths = (4096, 4096)
-  c.dropout = 0.5
-  c.hypercolumn_dropout = 0.0
-  c.head_init_std = 0.001
-  c.trunk_init_std = 0.01
-  c.conv_bias = True
-  c.bn_momentum = 0.9
-  c.bn_epsilon = 1e-5
+  c.head = "mlp"  # a name in HEADS (models.HEADS.names())
+  c.heads = HEADS.all_defaults()
   c.dense_chunk_size = 8192  # pixels per image per head call at dense inference
   c.dtype = "float32"  # compute dtype: 'float32' | 'bfloat16' | 'float16'
   return c
 
 
-def trunk_spec(model_config: ml_collections.ConfigDict) -> VGGSpec:
-  """The trunk architecture a config asks for: preset, overrides, width multiplier."""
-  name = model_config.trunk
-  if name not in PRESETS:
-    raise ValueError(f"Unknown model.trunk {name!r}; choose one of {tuple(PRESETS)}.")
-  base = PRESETS[name]
-  fields = {}
-  for key in ("stage_widths", "convs_per_stage", "fc", "fc_width"):
-    value = model_config.get(key)
-    if value is None and base is not None:
-      value = getattr(base, key)
-    fields[key] = value
-  if name == "vgg":
-    missing = [k for k in ("stage_widths", "convs_per_stage") if fields[k] is None]
-    if missing:
-      raise ValueError(
-        f"model.trunk='vgg' needs model.{' and model.'.join(missing)} "
-        "(or use a preset trunk: 'vgg16', 'vgg_small')."
-      )
-    fields["fc"] = bool(fields["fc"]) if fields["fc"] is not None else False
-    fields["fc_width"] = fields["fc_width"] if fields["fc_width"] is not None else 4096
-  multiplier = float(model_config.get("width_multiplier", 1.0))
-  if multiplier <= 0:
-    raise ValueError(f"model.width_multiplier must be > 0, got {multiplier}.")
-
-  def scale(width):
-    return max(1, int(round(int(width) * multiplier)))
-
-  return VGGSpec(
-    stage_widths=tuple(scale(w) for w in fields["stage_widths"]),
-    convs_per_stage=tuple(int(n) for n in fields["convs_per_stage"]),
-    fc=bool(fields["fc"]),
-    fc_width=scale(fields["fc_width"]),
+def _entry_config(registry, name: str, configs) -> ml_collections.ConfigDict:
+  """Registry entry ``name``'s defaults updated by ``configs[name]`` where present."""
+  overrides = configs.get(name) if configs is not None else None
+  return registry.config(
+    name, overrides, where=f"{registry.config_key.rsplit('.', 1)[0]}.{registry.kind}s.{name}"
   )
 
 
-def _taps(model_config, spec: VGGSpec):
+def build_trunk(name: str, trunk_configs=None) -> Trunk:
+  """Trunk ``name`` built from its entry's defaults updated by ``trunk_configs[name]``
+  (``config.model.trunks``)."""
+  return TRUNKS.get(name)(_entry_config(TRUNKS, name, trunk_configs))
+
+
+def _taps(model_config, spec) -> tuple[str, ...]:
   taps = model_config.get("taps")
   if taps is None:
-    return spec.default_taps()
+    return tuple(spec.default_taps())
   taps = tuple(taps)
   if not taps:
     raise ValueError("model.taps is empty: name at least one layer, or None for the default.")
@@ -123,52 +105,49 @@ def create_model(
   Args:
     model_config: the model ConfigDict; missing fields take their defaults.
     num_outputs: K, outputs per pixel (from the task).
-    bn_axis_name: 'batch' when the step runs under ``jax.pmap(axis_name='batch')``
-      so BatchNorm averages statistics over devices; None on one device or a mesh.
+    bn_axis_name: 'batch' when the step runs per shard (pmap, shard_map) so that
+      BatchNorm averages statistics over devices; None on one device.
 
   Returns:
-    an unbound PixelNet; ``model.init(key, images, points)`` makes its variables.
+    an unbound PixelNet; ``model.init(key, images, points)`` makes its variables, with
+    the parameters that get weight decay boxed (``decay_mask``, ``unbox``).
   """
-  defaults = default_model_config()
-  unknown = sorted(set(model_config.keys()) - set(defaults.keys()))
+  cfg = default_model_config()
+  unknown = sorted(set(model_config.keys()) - set(cfg.keys()))
   if unknown:
-    raise ValueError(f"Unknown model config fields {unknown}; known: {sorted(defaults.keys())}.")
-  cfg = defaults
-  cfg.update(dict(model_config.items()))
+    raise ValueError(f"Unknown model config fields {unknown}; known: {sorted(cfg.keys())}.")
+  for key, value in model_config.items():
+    if key not in ("trunks", "heads"):
+      cfg[key] = value
   if int(num_outputs) < 1:
     raise ValueError(f"num_outputs must be >= 1, got {num_outputs}.")
-  spec = trunk_spec(cfg)
-  taps = _taps(cfg, spec)
-  if cfg.head not in HEADS:
-    raise ValueError(f"Unknown model.head {cfg.head!r}; choose one of {HEADS}.")
   if cfg.tap_activation not in TAP_ACTIVATIONS:
     raise ValueError(
       f"Unknown model.tap_activation {cfg.tap_activation!r}; choose one of {TAP_ACTIVATIONS}."
     )
-  if cfg.dtype not in _DTYPES:
-    raise ValueError(f"Unknown model.dtype {cfg.dtype!r}; choose one of {tuple(_DTYPES)}.")
-  for key in ("dropout", "hypercolumn_dropout"):
-    if not 0.0 <= float(cfg[key]) < 1.0:
-      raise ValueError(f"model.{key} must be in [0, 1), got {cfg[key]}.")
+  if cfg.dtype not in DTYPES:
+    raise ValueError(f"Unknown model.dtype {cfg.dtype!r}; choose one of {tuple(DTYPES)}.")
   if int(cfg.dense_chunk_size) < 1:
     raise ValueError(f"model.dense_chunk_size must be >= 1, got {cfg.dense_chunk_size}.")
-  if any(int(w) < 1 for w in cfg.mlp_widths):
-    raise ValueError(f"model.mlp_widths must be positive, got {cfg.mlp_widths}.")
-  return PixelNet(
-    spec=spec,
-    taps=taps,
+  dtype = DTYPES[cfg.dtype]
+  trunk = build_trunk(cfg.trunk, model_config.get("trunks"))
+  taps = _taps(cfg, trunk.spec)
+  head_config = _entry_config(HEADS, cfg.head, model_config.get("heads"))
+  head = HEADS.get(cfg.head)(
+    tap_names=taps,
     num_outputs=int(num_outputs),
-    tap_activation=cfg.tap_activation,
-    head_type=cfg.head,
-    mlp_widths=tuple(int(w) for w in cfg.mlp_widths),
-    dropout=float(cfg.dropout),
-    hypercolumn_dropout=float(cfg.hypercolumn_dropout),
-    head_init_std=float(cfg.head_init_std),
-    trunk_init_std=float(cfg.trunk_init_std),
-    conv_bias=bool(cfg.conv_bias),
-    bn_momentum=float(cfg.bn_momentum),
-    bn_epsilon=float(cfg.bn_epsilon),
     bn_axis_name=bn_axis_name,
+    dtype=dtype,
+    **head_config,
+  )
+  return PixelNet(
+    trunk=trunk.make(
+      taps=taps, tap_activation=cfg.tap_activation, bn_axis_name=bn_axis_name, dtype=dtype
+    ),
+    head=head,
+    taps=taps,
+    tap_strides=tuple(float(trunk.spec.tap_stride(t)) for t in taps),
+    num_outputs=int(num_outputs),
     dense_chunk_size=int(cfg.dense_chunk_size),
-    dtype=_DTYPES[cfg.dtype],
+    spec=trunk.spec,
   )

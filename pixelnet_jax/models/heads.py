@@ -5,7 +5,10 @@ and keep their first layer split per tap: one kernel ``first_<tap>`` of shape
 ``[C_tap, width]`` per tap and one bias ``first_bias``, so that
 ``W1 . h_p = sum_tap W1_tap . c_tap(p)``. Since a bilinear read is linear too,
 the projection of a coarse tap can be moved before the read (the "linear-first"
-path of DESIGN.md) without changing the parameters.
+path, docs/design.md) without changing the parameters.
+
+Each head registers in ``base.HEADS`` with its config defaults, which are its own
+dataclass fields (``config.model.heads.<name>``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pixelnet_jax.models.base import HEADS, Head, check_rate, decayed
 from pixelnet_jax.models.vgg import normal_init
 
 
@@ -66,7 +70,7 @@ class SplitDense(nn.Module):
   def __call__(self, features: Sequence[Any]):
     """features: list of [..., C_i] -> [..., width] = sum_i f_i @ W_i + b."""
     _check_features(features, self.tap_names)
-    init = normal_init(self.init_std)
+    init = decayed(normal_init(self.init_std))
     y = None
     for tap, f in zip(self.tap_names, features):
       kernel = self.param(f"first_{tap}", init, (f.shape[-1], self.features), jnp.float32)
@@ -76,27 +80,31 @@ class SplitDense(nn.Module):
     return y + bias.astype(self.dtype)
 
 
-class MLPHead(nn.Module):
+@HEADS.register(
+  "mlp", defaults=dict(widths=(4096, 4096), dropout=0.5, hypercolumn_dropout=0.0, init_std=0.001)
+)
+class MLPHead(Head):
   """FC -> ReLU -> dropout, repeated, then FC K; the first FC split per tap.
 
-  Attributes:
-    tap_names: names of the taps, in the order the features come.
-    num_outputs: K.
+  Attributes (besides ``Head``'s):
     widths: hidden widths, (4096, 4096) in the paper; () makes the head one
       (split) linear layer.
     dropout: dropout rate after each hidden ReLU.
     hypercolumn_dropout: dropout rate on the hypercolumn itself (0 disables).
     init_std: std of the normal init of every kernel.
-    dtype: compute dtype; the output is float32.
   """
 
-  tap_names: tuple[str, ...]
-  num_outputs: int
   widths: tuple[int, ...] = (4096, 4096)
   dropout: float = 0.5
   hypercolumn_dropout: float = 0.0
   init_std: float = 0.001
-  dtype: Any = jnp.float32
+
+  def __post_init__(self):
+    check_rate(self.dropout, "config.model.heads.mlp.dropout")
+    check_rate(self.hypercolumn_dropout, "config.model.heads.mlp.hypercolumn_dropout")
+    if any(int(w) < 1 for w in self.widths):
+      raise ValueError(f"config.model.heads.mlp.widths must be positive, got {self.widths}.")
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, features: Sequence[Any], train: bool = False):
@@ -117,7 +125,7 @@ class MLPHead(nn.Module):
       last = i == len(widths) - 2
       x = nn.Dense(
         width,
-        kernel_init=normal_init(self.init_std),
+        kernel_init=decayed(normal_init(self.init_std)),
         bias_init=nn.initializers.zeros,
         dtype=self.dtype,
         name="output" if last else f"hidden_{i + 1}",
@@ -125,29 +133,29 @@ class MLPHead(nn.Module):
     return x.astype(jnp.float32)
 
 
-class LinearHead(nn.Module):
+@HEADS.register(
+  "linear", defaults=dict(hypercolumn_dropout=0.0, init_std=0.001, bn_momentum=0.9, bn_epsilon=1e-5)
+)
+class LinearHead(Head):
   """Per-tap BatchNorm (no scale/offset), ReLU, one FC to K: the hypercolumn baseline.
 
   The per-tap normalisation puts taps of very different scales on an equal
   footing before the single linear layer.
 
-  Attributes:
-    tap_names: names of the taps, in the order the features come.
-    num_outputs: K.
+  Attributes (besides ``Head``'s):
     hypercolumn_dropout: dropout rate on the normalised hypercolumn (0 disables).
     init_std: std of the normal kernel init.
-    bn_momentum, bn_epsilon, bn_axis_name: as in the trunk.
-    dtype: compute dtype; the output is float32.
+    bn_momentum, bn_epsilon: of the per-tap BatchNorm.
   """
 
-  tap_names: tuple[str, ...]
-  num_outputs: int
   hypercolumn_dropout: float = 0.0
   init_std: float = 0.001
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
-  bn_axis_name: Any = None
-  dtype: Any = jnp.float32
+
+  def __post_init__(self):
+    check_rate(self.hypercolumn_dropout, "config.model.heads.linear.hypercolumn_dropout")
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, features: Sequence[Any], train: bool = False):

@@ -15,24 +15,20 @@ import jax
 import jax.numpy as jnp
 
 from pixelnet_jax import hypercolumn
-from pixelnet_jax.models import heads as heads_lib
-from pixelnet_jax.models import vgg
-
-HEADS = ("mlp", "linear")
 
 
-def read_taps(maps, spec: vgg.VGGSpec, taps, points, points_batched: bool = True):
+def read_taps(maps, taps, strides, points, points_batched: bool = True):
   """Bilinear reads of every tap at the points, batched over images.
 
-  A tap after ``k`` pools has stride exactly ``2**k``: with 'SAME' convs and
-  ceil-mode pools its cell ``i`` is centred on input pixel ``(i + 0.5) * 2**k - 0.5``
-  whatever the image size. (``H / h`` equals ``2**k`` only when ``2**k`` divides
-  ``H``; for other sizes it would shift reads by up to a cell at the far border.)
+  Each tap is read with its trunk's exact stride (for the VGG family a tap after
+  ``k`` pools has stride ``2**k``, its cell ``i`` centred on input pixel
+  ``(i + 0.5) * 2**k - 0.5`` whatever the image size; ``H / h`` equals that only
+  when ``2**k`` divides ``H``).
 
   Args:
     maps: {tap: [B, h, w, C]} from the trunk.
-    spec: the trunk's architecture, which gives each tap's number of pools.
     taps: tap names, in the head's order.
+    strides: one stride per tap, in input pixels.
     points: [B, N, 2] (points_batched) or [N, 2] shared by all images, float (row, col).
     points_batched: whether points has a leading batch axis.
 
@@ -40,7 +36,7 @@ def read_taps(maps, spec: vgg.VGGSpec, taps, points, points_batched: bool = True
     list of [B, N, C_tap].
   """
   read = jax.vmap(hypercolumn.bilinear_read, in_axes=(0, 0 if points_batched else None, None))
-  return [read(maps[t], points, float(2 ** spec.tap_num_pools(t))) for t in taps]
+  return [read(maps[t], points, float(s)) for t, s in zip(taps, strides)]
 
 
 def _pixel_grid(height: int, width: int):
@@ -55,75 +51,22 @@ class PixelNet(nn.Module):
   """Hypercolumn pixel predictor. Build it with ``models.create_model``.
 
   Attributes:
-    spec: trunk architecture (vgg.VGGSpec).
+    trunk: module images [B, H, W, 3] -> {tap: [B, h, w, C]} (``__call__(images, train)``).
+    head: a ``models.Head``: per-tap features -> [..., K].
     taps: layers read into the hypercolumn, in order.
+    tap_strides: each tap's stride in input pixels.
     num_outputs: K, outputs per pixel.
-    tap_activation: 'post' (after ReLU) or 'pre' (after BatchNorm, before ReLU).
-    head_type: 'mlp' or 'linear' (config field ``head``); the submodule is ``head``.
-    mlp_widths: hidden widths of the MLP head.
-    dropout: dropout after each hidden layer of the MLP head.
-    hypercolumn_dropout: dropout on the hypercolumn (0 disables).
-    head_init_std, trunk_init_std: std of the normal kernel inits.
-    conv_bias: conv bias before each BatchNorm in the trunk.
-    bn_momentum, bn_epsilon: BatchNorm settings (trunk and linear head).
-    bn_axis_name: axis BatchNorm averages statistics over (``'batch'`` under pmap).
     dense_chunk_size: pixels per image per head call in ``predict_dense``.
-    dtype: compute dtype; outputs are float32.
+    spec: the trunk's layer description (``tap_names``, ``tap_stride``), for callers.
   """
 
-  spec: vgg.VGGSpec
+  trunk: nn.Module
+  head: nn.Module
   taps: tuple[str, ...]
+  tap_strides: tuple[float, ...]
   num_outputs: int
-  tap_activation: str = "post"
-  head_type: str = "mlp"
-  mlp_widths: tuple[int, ...] = (4096, 4096)
-  dropout: float = 0.5
-  hypercolumn_dropout: float = 0.0
-  head_init_std: float = 0.001
-  trunk_init_std: float = 0.01
-  conv_bias: bool = True
-  bn_momentum: float = 0.9
-  bn_epsilon: float = 1e-5
-  bn_axis_name: str | None = None
   dense_chunk_size: int = 8192
-  dtype: Any = jnp.float32
-
-  def setup(self):
-    if self.head_type not in HEADS:
-      raise ValueError(f"model.head must be one of {HEADS}, got {self.head_type!r}.")
-    self.spec.check_taps(self.taps)
-    self.trunk = vgg.VGG(
-      spec=self.spec,
-      taps=tuple(self.taps),
-      tap_activation=self.tap_activation,
-      init_std=self.trunk_init_std,
-      use_bias=self.conv_bias,
-      bn_momentum=self.bn_momentum,
-      bn_epsilon=self.bn_epsilon,
-      bn_axis_name=self.bn_axis_name,
-      dtype=self.dtype,
-    )
-    if self.head_type == "mlp":
-      self.head = heads_lib.MLPHead(
-        tap_names=tuple(self.taps),
-        num_outputs=self.num_outputs,
-        widths=tuple(self.mlp_widths),
-        dropout=self.dropout,
-        hypercolumn_dropout=self.hypercolumn_dropout,
-        init_std=self.head_init_std,
-        dtype=self.dtype,
-      )
-    else:
-      self.head = heads_lib.LinearHead(
-        tap_names=tuple(self.taps),
-        num_outputs=self.num_outputs,
-        hypercolumn_dropout=self.hypercolumn_dropout,
-        init_std=self.head_init_std,
-        bn_momentum=self.bn_momentum,
-        bn_epsilon=self.bn_epsilon,
-        bn_axis_name=self.bn_axis_name,
-        dtype=self.dtype,
-      )
+  spec: Any = None
 
   def __call__(self, images, points, train: bool = False):
     """Predicts at sampled pixels.
@@ -144,7 +87,7 @@ class PixelNet(nn.Module):
         f"got {tuple(points.shape)}."
       )
     maps = self.trunk(images, train=train)
-    features = read_taps(maps, self.spec, self.taps, points)
+    features = read_taps(maps, self.taps, self.tap_strides, points)
     return self.head(features, train=train)
 
   def predict_dense(self, images, chunk_size: int | None = None):
@@ -178,7 +121,7 @@ class PixelNet(nn.Module):
     head_def, head_vars = self.head.unbind()
 
     def head_on_chunk(points):
-      features = read_taps(maps, self.spec, self.taps, points, points_batched=False)
+      features = read_taps(maps, self.taps, self.tap_strides, points, points_batched=False)
       return head_def.apply(head_vars, features, train=False)  # [B, chunk, K]
 
     out = jax.lax.map(head_on_chunk, chunks)  # [num_chunks, B, chunk, K]

@@ -22,6 +22,7 @@ get no gradient, so they are neither computed nor given parameters.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -30,6 +31,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from ml_collections import config_dict
+
+from pixelnet_jax.models.base import TRUNKS, Trunk, decayed
 
 TAP_ACTIVATIONS = ("post", "pre")
 FC_TAPS = ("fc6", "fc7")
@@ -89,6 +93,10 @@ class VGGSpec:
       return len(self.stage_widths)
     return int(_CONV_TAP.match(tap).group(1)) - 1
 
+  def tap_stride(self, tap: str) -> int:
+    """A tap's stride in input pixels: 2 ** (pools before it)."""
+    return 2 ** self.tap_num_pools(tap)
+
   def check_taps(self, taps: Sequence[str]) -> None:
     """Raises ValueError naming a tap this trunk does not have, and the ones it has."""
     available = self.tap_names
@@ -98,7 +106,7 @@ class VGGSpec:
       if tap in available:
         continue
       if tap in FC_TAPS:
-        why = "this trunk has no fc6/fc7 (set model.fc=True to add them)"
+        why = "this trunk has no fc6/fc7 (set fc=True in its config.model.trunks entry)"
       elif _CONV_TAP.match(tap):
         why = (
           f"this trunk has {len(self.stage_widths)} stages with {tuple(self.convs_per_stage)} convs"
@@ -121,8 +129,8 @@ def normal_init(std: float):
   """Normal(0, std) initializer that draws a flat vector and reshapes it.
 
   Same distribution as ``nn.initializers.normal``, but with jax 0.10's default
-  partitionable Threefry, drawing a multi-dimensional shape directly can take
-  tens of seconds to compile on CPU (e.g. 37 s for [3, 3, 8, 12], 0.5 s flat).
+  partitionable Threefry, drawing a multi-dimensional shape directly can compile
+  far more slowly on CPU than one flat draw.
   """
 
   def init(key, shape, dtype=jnp.float32):
@@ -138,7 +146,6 @@ VGG16 = VGGSpec(
 VGG_SMALL = VGGSpec(
   stage_widths=(16, 32, 64, 128), convs_per_stage=(1, 2, 2, 2), fc=False, fc_width=256
 )
-PRESETS: dict[str, VGGSpec | None] = {"vgg16": VGG16, "vgg_small": VGG_SMALL, "vgg": None}
 
 
 class VGG(nn.Module):
@@ -174,7 +181,7 @@ class VGG(nn.Module):
       (kernel, kernel),
       padding="SAME",
       use_bias=self.use_bias,
-      kernel_init=normal_init(self.init_std),
+      kernel_init=decayed(normal_init(self.init_std)),
       bias_init=nn.initializers.zeros,
       dtype=self.dtype,
       name=name,
@@ -227,3 +234,64 @@ class VGG(nn.Module):
         return out
       layer += 1
     raise AssertionError("unreachable: the deepest tap was validated above")
+
+
+# ----------------------------------------------------------------------------
+# Registered trunks: the two presets and a custom member of the family. Each
+# entry's fields are config.model.trunks.<name>.
+
+
+def _trunk_defaults(spec: VGGSpec | None) -> dict:
+  return dict(
+    stage_widths=spec.stage_widths if spec else config_dict.placeholder(tuple),
+    convs_per_stage=spec.convs_per_stage if spec else config_dict.placeholder(tuple),
+    fc=spec.fc if spec else False,
+    fc_width=spec.fc_width if spec else 4096,
+    width_multiplier=1.0,  # scales stage widths and fc_width (min 1 channel)
+    init_std=0.01,  # Gaussian init of the conv kernels
+    conv_bias=True,  # conv bias before each BatchNorm
+    bn_momentum=0.9,
+    bn_epsilon=1e-5,
+  )
+
+
+def vgg_trunk(cfg, name: str = "vgg") -> Trunk:
+  """A VGG trunk from its config entry (fields: see ``_trunk_defaults``)."""
+  missing = [k for k in ("stage_widths", "convs_per_stage") if cfg.get(k) is None]
+  if missing:
+    raise ValueError(
+      f"model.trunk={name!r} needs "
+      + " and ".join(f"config.model.trunks.{name}.{k}" for k in missing)
+      + " (or use a preset trunk: 'vgg16', 'vgg_small')."
+    )
+  multiplier = float(cfg.width_multiplier)
+  if multiplier <= 0:
+    raise ValueError(f"config.model.trunks.{name}.width_multiplier must be > 0, got {multiplier}.")
+
+  def scale(width):
+    return max(1, int(round(int(width) * multiplier)))
+
+  spec = VGGSpec(
+    stage_widths=tuple(scale(w) for w in cfg.stage_widths),
+    convs_per_stage=tuple(int(n) for n in cfg.convs_per_stage),
+    fc=bool(cfg.fc),
+    fc_width=scale(cfg.fc_width),
+  )
+  make = functools.partial(
+    VGG,
+    spec=spec,
+    init_std=float(cfg.init_std),
+    use_bias=bool(cfg.conv_bias),
+    bn_momentum=float(cfg.bn_momentum),
+    bn_epsilon=float(cfg.bn_epsilon),
+  )
+  return Trunk(spec=spec, make=make)
+
+
+TRUNKS.register("vgg16", defaults=_trunk_defaults(VGG16))(
+  functools.partial(vgg_trunk, name="vgg16")
+)
+TRUNKS.register("vgg_small", defaults=_trunk_defaults(VGG_SMALL))(
+  functools.partial(vgg_trunk, name="vgg_small")
+)
+TRUNKS.register("vgg", defaults=_trunk_defaults(None))(functools.partial(vgg_trunk, name="vgg"))

@@ -65,6 +65,8 @@ class Task:
   optional_label_keys: tuple[str, ...] = (VALID_KEY,)
   main_metric: str = ""
   main_metric_mode: str = "max"
+  # Metrics where lower is better (errors); every other metric is higher-is-better.
+  lower_is_better: tuple[str, ...] = ()
   sampling_modes: tuple[str, ...] = COMMON_SAMPLING
 
   def __init__(self, config: ml_collections.ConfigDict):

@@ -49,6 +49,7 @@ class NormalsTask(base.Task):
   label_keys = ("normals", "normals_valid")
   main_metric = "mean"
   main_metric_mode = "min"
+  lower_is_better = ("mean", "median", "rmse")
 
   def label_specs(self):
     return {"normals": LabelSpec(0.0, hflip=mirror_normals), "normals_valid": LabelSpec(False)}

@@ -1,0 +1,68 @@
+"""Running the per-shard step over devices: ``jax.pmap`` or a ``jit`` + ``shard_map`` mesh.
+
+``config.parallel='pmap'`` runs ``step.train_step`` under ``jax.pmap``;
+``config.parallel='mesh'`` under ``jax.jit`` of ``jax.shard_map`` over a one-axis
+``Mesh`` with ``NamedSharding`` inputs. Both run the same function and give the
+same numbers.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from pixelnet_jax.errors import ConfigError
+from pixelnet_jax.step import AXIS, train_step
+
+
+def select_devices(config) -> list:
+  """The local devices the step runs on: all, or the first ``config.num_devices``."""
+  devices = jax.local_devices()
+  wanted = config.get("num_devices")
+  if wanted is not None:
+    if not 1 <= int(wanted) <= len(devices):
+      raise ConfigError(f"config.num_devices={wanted} but {len(devices)} local devices exist.")
+    devices = devices[: int(wanted)]
+  return devices
+
+
+class ParallelStep:
+  """Runs ``train_step`` over devices by pmap or by a mesh; host batches in, state out."""
+
+  def __init__(self, config, model, task, devices):
+    """``model``: PixelNet built with ``bn_axis_name=AXIS`` (BatchNorm over the shards)."""
+    self.devices = list(devices)
+    self.num_devices = len(self.devices)
+    self.kind = config.parallel
+    step = functools.partial(
+      train_step, model=model, task=task, num_points=int(config.points_per_image)
+    )
+    if self.kind == "pmap":
+      self._fn = jax.pmap(
+        step, axis_name=AXIS, in_axes=(None, 0), out_axes=(None, None), devices=self.devices
+      )
+    else:
+      self.mesh = Mesh(np.asarray(self.devices), (AXIS,))
+      self._batch_sharding = NamedSharding(self.mesh, P(AXIS))
+      self._state_sharding = NamedSharding(self.mesh, P())
+      sharded = jax.shard_map(
+        step, mesh=self.mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()), check_vma=False
+      )
+      self._fn = jax.jit(sharded)
+
+  def put_state(self, state):
+    if self.kind == "pmap":
+      return state
+    return jax.device_put(state, self._state_sharding)
+
+  def __call__(self, state, batch):
+    batch = {k: v for k, v in batch.items() if isinstance(v, np.ndarray)}
+    if self.kind == "pmap":
+      batch = jax.tree.map(lambda x: x.reshape((self.num_devices, -1) + x.shape[1:]), batch)
+    else:
+      batch = jax.device_put(batch, self._batch_sharding)
+    return self._fn(state, batch)
