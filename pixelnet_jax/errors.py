@@ -9,3 +9,7 @@ class ConfigError(ValueError):
 
 class DataError(ValueError):
   """Data that does not fit the task (e.g. a class id >= num_classes)."""
+
+
+class CheckpointError(ValueError):
+  """No usable checkpoint where one is expected; the message names the folder and the file."""
