@@ -206,6 +206,14 @@ class Checkpoints:
 
   @staticmethod
   def _restore_step(manager, step, abstract_state):
+    # orbax restores the arrays even without the step's metadata, but a step folder
+    # without a readable _CHECKPOINT_METADATA was not written by a finished save.
+    metadata = os.path.join(str(manager.directory), str(step), STEP_METADATA)
+    try:
+      with open(metadata) as f:
+        json.load(f)
+    except (OSError, ValueError) as e:
+      raise CheckpointError(f"{metadata}: {e}") from e
     return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
 
   def _move_aside(self, manager, folder: str, steps: list[int]):
