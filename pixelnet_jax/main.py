@@ -150,7 +150,15 @@ def _run(main, usage: str, flag_names: list[str]):
       sys.stdout.flush()
       os._exit(130)
 
-  app.run(guarded, argv=_hyphen_aliases(sys.argv))
+  argv = _hyphen_aliases(sys.argv)
+  try:
+    app.run(guarded, argv=argv)
+  except SystemExit as e:
+    # absl exits with status 1 after printing --help; asking for help is not a failure.
+    asked = {"-h", "-?", "--help", "--helpshort", "--helpfull", "--helpxml"} & set(argv[1:])
+    if asked and e.code == 1:
+      sys.exit(0)
+    raise
 
 
 _COMMON = ["config", "workdir"]

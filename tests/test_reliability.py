@@ -111,6 +111,7 @@ def test_training_prints_no_library_info_by_default(interrupted):
   assert not LIBRARY_INFO.search(err), LIBRARY_INFO.search(err).group(0)
 
 
+@pytest.mark.slow  # Two training subprocesses.
 def test_truncated_newest_checkpoint_resumes_from_the_previous_one(interrupted, tmp_path):
   workdir = str(tmp_path / "run")
   shutil.copytree(interrupted["workdir"], workdir)
@@ -141,6 +142,7 @@ def test_truncated_newest_checkpoint_resumes_from_the_previous_one(interrupted, 
 # SIGKILL in the middle of an asynchronous save.
 
 
+@pytest.mark.slow  # Two training subprocesses.
 def test_kill_during_async_save_then_same_command_resumes(tmp_path):
   workdir = str(tmp_path / "run")
   slow = dict(os.environ, **{SLOW_COMMIT_ENV: "6:120"})  # Step 6 written, never committed.
