@@ -13,13 +13,16 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pytest
 import tiny_config
 
-from pixelnet_jax import config_base, train
+from pixelnet_jax import config_base, evaluate, models, tasks, train
 from pixelnet_jax.checkpoints import SLOW_COMMIT_ENV, TMP_SUFFIX, Checkpoints
+from pixelnet_jax.data import registry
 from pixelnet_jax.errors import CheckpointError, ConfigError
+from pixelnet_jax.state import create_train_state
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(REPO, "tests", "tiny_config.py")
@@ -403,3 +406,30 @@ def test_second_signal_exits_at_once_without_a_traceback():
   assert run.stdout.strip() == "first", run.stderr
   assert run.returncode == 128 + signal.SIGINT
   assert "SIGINT again" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_a_signal_cuts_an_eval_short(tmp_path):
+  c = tiny_config.get_config()
+  task = tasks.get_task("segmentation", c.task)
+  model = models.create_model(c.model, task.num_outputs)
+  source = registry.get_source(c.dataset.name, c.dataset.eval_split, c.dataset)
+
+  class Writer:
+    rows = []
+
+    def write(self, *row):
+      self.rows.append(row)
+
+    def image(self, *picture):
+      pass
+
+  calls = []
+
+  def should_stop():
+    calls.append(1)
+    return len(calls) > 1  # Stop before the second batch.
+
+  evaluator = evaluate.Evaluator(c, model, task, source, str(tmp_path), Writer())
+  state = create_train_state(c, model, jax.random.key(0), (64, 64))
+  assert evaluator.run(state, 5, should_stop=should_stop) is None
+  assert len(calls) == 2 and Writer.rows == []  # No metrics of a partial eval.
