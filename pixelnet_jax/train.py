@@ -31,9 +31,11 @@ logging = utils.get_logger()
 class Preemption:
   """Turns SIGTERM and SIGINT (Ctrl-C) into a flag the loop checks between steps.
 
-  The loop then saves the step it reached and returns normally (exit status 0). A second
-  signal exits at once (status 128 + signal number) without a traceback; the last
-  committed checkpoint stays usable (see ``checkpoints``).
+  The loop then saves the step it reached and returns normally (exit status 0). The flag
+  is read after every step and between eval batches (an eval in progress is dropped); a
+  step being compiled cannot be interrupted, so a signal then takes effect when that step
+  ends. A second signal exits at once (status 128 + signal number) without a traceback;
+  the last committed checkpoint stays usable (see ``checkpoints``).
   """
 
   SIGNALS = (signal.SIGTERM, signal.SIGINT)
