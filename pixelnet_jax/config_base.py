@@ -18,6 +18,8 @@ The launcher locks the config, so ``--config.x=y`` on an unknown key fails loudl
 
 from __future__ import annotations
 
+import json
+
 import ml_collections
 from ml_collections import config_dict
 
@@ -172,3 +174,77 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int):
   if int(config.num_train_steps) < 1:
     raise ConfigError(f"config.num_train_steps must be >= 1, got {config.num_train_steps}.")
   return task, crop
+
+
+# Keys (and key prefixes: "eval" covers eval.*) that may change when a work directory is
+# resumed: the schedule of the loop, evaluation, data loading and the device layout. Any
+# other difference (model.*, task.*, dataset.*, crop_size, points_per_image, batch_size,
+# optimizer.*, augment.*, seed, ...) changes the state or the data it was trained on, so
+# resuming with it is refused (``config_drift``).
+RESUME_MAY_CHANGE = (
+  "num_train_steps",
+  "stop_at_step",
+  "log_every",
+  "eval_every",
+  "checkpoint_every",
+  "keep_checkpoints",
+  "eval",
+  "data_workers",
+  "data_threads",
+  "num_devices",
+  "parallel",
+  "dataset.num_eval_examples",
+  "dataset.eval_split",
+)
+
+_ABSENT = "<absent>"
+
+
+def _flatten(tree, prefix: str = "") -> dict:
+  flat = {}
+  for key, value in tree.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, dict) and value:
+      flat.update(_flatten(value, name + "."))
+    else:
+      flat[name] = value
+  return flat
+
+
+def _normalise(value):
+  """JSON's view of a value: tuples are lists, ConfigDicts are dicts (as in config.json)."""
+  if isinstance(value, ml_collections.ConfigDict):
+    return json.loads(value.to_json_best_effort())  # Exactly what write_config saves.
+  return json.loads(json.dumps(value, default=str))
+
+
+def config_drift(old, new) -> list[tuple[str, object, object]]:
+  """The keys whose change forbids a resume: ``[(key, old value, new value)]``, sorted.
+
+  ``old`` is the saved ``config.json`` (a dict), ``new`` the run's config (a ConfigDict
+  or dict); values are compared as JSON sees them (tuples == lists). Keys listed in
+  ``RESUME_MAY_CHANGE`` (or under one of them) are ignored; a key present on one side only
+  counts as a difference, shown as ``<absent>``.
+  """
+  old, new = _flatten(_normalise(old)), _flatten(_normalise(new))
+
+  def allowed(key):
+    return any(key == p or key.startswith(p + ".") for p in RESUME_MAY_CHANGE)
+
+  return [
+    (key, old.get(key, _ABSENT), new.get(key, _ABSENT))
+    for key in sorted(set(old) | set(new))
+    if not allowed(key) and old.get(key, _ABSENT) != new.get(key, _ABSENT)
+  ]
+
+
+def format_drift(drift, saved: str) -> str:
+  """``config_drift``'s result as the message of the ConfigError that refuses a resume."""
+  lines = "\n".join(f"  {key}: {json.dumps(a)} -> {json.dumps(b)}" for key, a, b in drift)
+  return (
+    f"The config differs from the one this work directory was trained with ({saved}) in "
+    f"{len(drift)} key(s) that change the model, task, data or optimizer:\n{lines}\n"
+    "Resuming would mix two experiments, so nothing was changed. Use a new --workdir, or "
+    "set these keys back; only the schedule and eval keys may change on resume: "
+    f"{', '.join(RESUME_MAY_CHANGE)}."
+  )

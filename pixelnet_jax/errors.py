@@ -15,3 +15,7 @@ class DataError(ValueError):
 class MissingDataError(FileNotFoundError):
   """A data file or folder is not where the dataset expects it (the message says where
   to download it and the tree expected)."""
+
+
+class CheckpointError(ValueError):
+  """No usable checkpoint where one is expected; the message names the folder and the file."""

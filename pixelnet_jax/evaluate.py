@@ -58,7 +58,12 @@ class Evaluator:
     self._sample = jax.jit(lambda key, labels: task.sample(key, labels, num_points))
     self.picture_dir = os.path.join(workdir, "pictures")
 
-  def run(self, state, step: int) -> dict[str, float]:
+  def run(self, state, step: int, should_stop=None) -> dict[str, float] | None:
+    """The task's metrics of ``state`` on the eval split (written to the metric files).
+
+    ``should_stop`` (a callable, checked between batches) cuts the eval short, e.g. on
+    Ctrl-C during training; it then returns None and writes nothing.
+    """
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     metric_state = self.task.metric_init()
     num_pictures = int(self.config.eval.num_pictures)
@@ -66,6 +71,9 @@ class Evaluator:
     batch_size = int(self.config.eval.batch_size)
     limit = self.config.dataset.get("num_eval_examples")
     for batch in eval_batches(self.source, self.task, batch_size, limit):
+      if should_stop is not None and should_stop():
+        logging.warning("eval at step %d interrupted; its metrics are dropped.", step)
+        return None
       dense = self.predict(variables, jnp.asarray(batch["image"]))
       prediction = np.asarray(self.task.decode(dense))
       labels = {k: np.asarray(v) for k, v in self.task.select_labels(batch).items()}

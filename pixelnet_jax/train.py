@@ -8,6 +8,7 @@ metric files (``writers``) and dense evaluation (``evaluate``).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -20,7 +21,7 @@ import numpy as np
 from pixelnet_jax import config_base, evaluate, models, optimizers, parallel, utils
 from pixelnet_jax.checkpoints import Checkpoints
 from pixelnet_jax.data import pipeline, registry
-from pixelnet_jax.errors import DataError
+from pixelnet_jax.errors import ConfigError, DataError
 from pixelnet_jax.state import create_train_state, host_state
 from pixelnet_jax.writers import MetricWriter
 
@@ -28,31 +29,70 @@ logging = utils.get_logger()
 
 
 class Preemption:
-  """Turns SIGTERM into a flag the loop checks between steps."""
+  """Turns SIGTERM and SIGINT (Ctrl-C) into a flag the loop checks between steps.
+
+  The loop then saves the step it reached and returns normally (exit status 0). The flag
+  is read after every step and between eval batches (an eval in progress is dropped); a
+  step being compiled cannot be interrupted, so a signal then takes effect when that step
+  ends. A second signal exits at once (status 128 + signal number) without a traceback;
+  the last committed checkpoint stays usable (see ``checkpoints``).
+  """
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
     self.requested = False
-    self._previous = None
+    self.signal_name = None
+    self._previous = {}
 
   def __enter__(self):
-    try:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-    except ValueError:  # Not the main thread: no handler, no preemption saves.
-      self._previous = None
+    for signum in self.SIGNALS:
+      try:
+        self._previous[signum] = signal.signal(signum, self._handle)
+      except ValueError:  # Not the main thread: no handler, no preemption saves.
+        pass
     return self
 
   def _handle(self, signum, frame):
-    del signum, frame
-    self.requested = True
+    del frame
+    name = signal.Signals(signum).name
+    if self.requested:
+      os.write(2, f"\n{name} again: exiting now without saving.\n".encode())
+      os._exit(128 + signum)
+    self.requested, self.signal_name = True, name
+    os.write(2, f"\n{name}: saving at the end of this step (again to quit at once).\n".encode())
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
+    self._previous = {}
 
 
 def write_config(config, workdir: str):
-  with open(os.path.join(workdir, "config.json"), "w") as f:
+  path = os.path.join(workdir, "config.json")
+  with open(path + ".tmp", "w") as f:
     f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  os.replace(path + ".tmp", path)  # A kill mid-write leaves the old file whole.
+
+
+def check_config_drift(config, workdir: str):
+  """Refuses (ConfigError) to resume ``workdir`` with a config that changes the model, task,
+  data or optimizer (``config_base.config_drift``); reads the workdir, writes nothing."""
+  checkpoint_dir = os.path.join(workdir, "checkpoints")
+  saved = os.path.join(workdir, "config.json")
+  if not os.path.isdir(checkpoint_dir) or not os.path.exists(saved):
+    return
+  if not any(name.isdigit() for name in os.listdir(checkpoint_dir)):
+    return  # Nothing to resume.
+  try:
+    with open(saved) as f:
+      old = json.load(f)
+  except (OSError, ValueError) as e:
+    logging.warning("%s is unreadable (%s); not checking the config against it.", saved, e)
+    return
+  drift = config_base.config_drift(old, config)
+  if drift:
+    raise ConfigError(config_base.format_drift(drift, saved))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -60,10 +100,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   Returns:
     a summary dict: final step, last train loss, last eval metrics, best value,
-    and whether the run stopped early on SIGTERM.
+    and whether the run stopped early on SIGTERM or SIGINT (``preempted``, ``signal``).
   """
   devices = parallel.select_devices(config)
   task, crop = config_base.validate_config(config, len(devices))
+  check_config_drift(config, workdir)
   train_source = registry.get_source(
     config.dataset.name, config.dataset.train_split, config.dataset
   )
@@ -74,7 +115,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   eval_model = models.create_model(config.model, task.num_outputs)
   state = create_train_state(config, eval_model, jax.random.key(int(config.seed)), crop)
   checkpoints = Checkpoints(
-    workdir, int(config.keep_checkpoints), task.main_metric, task.main_metric_mode
+    workdir, int(config.keep_checkpoints), task.main_metric, task.main_metric_mode, cleanup=True
   )
   restored = checkpoints.restore(host_state(state))
   if restored is not None:
@@ -160,13 +201,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if step % int(config.checkpoint_every) == 0 or step == last_step:
           checkpoints.save(step, state)
         if step % int(config.eval_every) == 0 or step == num_steps:
-          summary["eval"] = evaluator.run(host_state(state), step)
-          checkpoints.maybe_save_best(step, state, summary["eval"])
+          eval_metrics = evaluator.run(
+            host_state(state), step, should_stop=lambda: preemption.requested
+          )
+          if eval_metrics is not None:  # None: a signal cut the eval short.
+            summary["eval"] = eval_metrics
+            checkpoints.maybe_save_best(step, state, eval_metrics)
         if preemption.requested:
-          logging.warning("SIGTERM: saving step %d and exiting.", step)
+          logging.warning("%s: saving step %d and exiting.", preemption.signal_name, step)
           if checkpoints.latest_step() != step:
             checkpoints.save(step, state)
-          summary["preempted"] = True
+          summary.update(preempted=True, signal=preemption.signal_name)
           break
   finally:
     checkpoints.close()
