@@ -5,7 +5,7 @@ truth like the official `boundaryBench`, and writes `eval_bdry.txt`,
 `eval_bdry_img.txt`, `eval_bdry_thr.txt` (official formats), `results.json` and
 a PR curve PNG.
 
-  pixelnet-eval-boundaries --pred-dir DIR --gt-dir DIR [--thresholds 99]
+  pixelnet-eval-boundaries --pred_dir DIR --gt_dir DIR [--thresholds 99]
       [--nms | --no-nms] [--workers N] [--intersection] [--out results.json]
 
 Accepted predictions (anything else is an error naming the file):
@@ -25,15 +25,16 @@ scores only the images that have both and still prints the two lists.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from collections.abc import Sequence
 
 import numpy as np
+from absl import app, flags
 from PIL import Image, ImageDraw
 
+from pixelnet_jax import cli
 from pixelnet_jax.metrics import boundaries
 
 _PRED_EXPECTED = "an 8-bit or 16-bit greyscale PNG (or an RGB PNG with three equal channels)"
@@ -44,7 +45,7 @@ def load_prediction(path: str) -> np.ndarray:
   if not os.path.isfile(path):
     raise FileNotFoundError(
       f"prediction {path} not found: every ground-truth "
-      f"image needs a <id>.png edge map in --pred-dir."
+      f"image needs a <id>.png edge map in --pred_dir."
     )
   try:
     with Image.open(path) as im:
@@ -147,12 +148,12 @@ def pair_files(pred_dir: str, gt_dir: str):
   without a ground truth), each sorted.
   """
   if not os.path.isdir(gt_dir):
-    raise FileNotFoundError(f"--gt-dir {gt_dir} is not a directory.")
+    raise FileNotFoundError(f"--gt_dir {gt_dir} is not a directory.")
   if not os.path.isdir(pred_dir):
-    raise FileNotFoundError(f"--pred-dir {pred_dir} is not a directory.")
+    raise FileNotFoundError(f"--pred_dir {pred_dir} is not a directory.")
   gt_ids = {f[:-4] for f in os.listdir(gt_dir) if f.endswith(".mat")}
   if not gt_ids:
-    raise FileNotFoundError(f"no .mat ground truth in --gt-dir {gt_dir}.")
+    raise FileNotFoundError(f"no .mat ground truth in --gt_dir {gt_dir}.")
   pred_ids = {f[:-4] for f in os.listdir(pred_dir) if f.endswith(".png")}
   return (sorted(gt_ids & pred_ids), sorted(gt_ids - pred_ids), sorted(pred_ids - gt_ids))
 
@@ -182,7 +183,7 @@ def load_dataset(pred_dir: str, gt_dir: str, intersection: bool = False):
     raise FileNotFoundError(
       "predictions and ground truth do not pair up; "
       + "; ".join(problems)
-      + ". Predict every ground-truth image and point --pred-dir/--gt-dir at matching "
+      + ". Predict every ground-truth image and point --pred_dir/--gt_dir at matching "
       "folders, or pass --intersection to score only the images that have both."
     )
   for line in problems:
@@ -273,44 +274,54 @@ def draw_pr_curve(scores: boundaries.BoundaryScores, path: str, size: int = 480)
   img.save(path)
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(
-    prog="pixelnet-eval-boundaries",
-    description="BSDS500 boundary benchmark (ODS/OIS/AP) on PNG edge maps.",
+def define_flags(flag_values=flags.FLAGS) -> list[str]:
+  """Defines the benchmark's flags on ``flag_values``; returns their names."""
+  fv = flag_values
+  flags.DEFINE_string(
+    "pred_dir", None, "Directory of <id>.png edge maps (also --pred-dir).", flag_values=fv
   )
-  parser.add_argument("--pred-dir", required=True, help="directory of <id>.png 8-bit edge maps")
-  parser.add_argument("--gt-dir", required=True, help="directory of BSDS <id>.mat ground truth")
-  parser.add_argument(
-    "--thresholds", type=int, default=99, help="number of thresholds (default 99)"
+  flags.DEFINE_string(
+    "gt_dir", None, "Directory of BSDS <id>.mat ground truth (also --gt-dir).", flag_values=fv
   )
-  parser.add_argument(
-    "--nms",
-    action=argparse.BooleanOptionalAction,
-    default=False,
-    help="apply the structured-edge NMS before thinning",
+  flags.DEFINE_integer("thresholds", 99, "Number of thresholds.", lower_bound=1, flag_values=fv)
+  flags.DEFINE_bool("nms", False, "Apply the structured-edge NMS before thinning.", flag_values=fv)
+  flags.DEFINE_integer(
+    "workers", 1, "Processes scoring images in parallel.", lower_bound=1, flag_values=fv
   )
-  parser.add_argument("--workers", type=int, default=1, help="processes scoring images in parallel")
-  parser.add_argument(
-    "--intersection",
-    action="store_true",
-    help="score only images with both a prediction and a ground "
-    "truth (default: unpaired files are an error); the unpaired "
-    "files are still listed",
+  flags.DEFINE_bool(
+    "intersection",
+    False,
+    "Score only images with both a prediction and a ground truth (default: unpaired files "
+    "are an error); the unpaired files are still listed.",
+    flag_values=fv,
   )
-  parser.add_argument(
-    "--out", default="results.json", help="results JSON; the tables and pr_curve.png go next to it"
+  flags.DEFINE_string(
+    "out",
+    "results.json",
+    "Results JSON; the tables and pr_curve.png go next to it.",
+    flag_values=fv,
   )
-  args = parser.parse_args(argv)
-  if args.thresholds < 1:
-    parser.error(f"--thresholds must be >= 1, got {args.thresholds}.")
-  if args.workers < 1:
-    parser.error(f"--workers must be >= 1, got {args.workers}.")
-  return args
+  flags.mark_flags_as_required(["pred_dir", "gt_dir"], flag_values=fv)
+  return ["pred_dir", "gt_dir", "thresholds", "nms", "workers", "intersection", "out"]
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-  """Runs the benchmark; returns the results dict written to --out."""
-  args = parse_args(argv)
+def parse_args(argv: Sequence[str]) -> flags.FlagValues:
+  """The flags of ``argv`` (without the program name) on a fresh FlagValues, so that the
+  benchmark can be called in-process, e.g. from tests, with the launcher's spelling."""
+  fv = flags.FlagValues()
+  define_flags(fv)
+  fv(cli.hyphen_aliases(["pixelnet-eval-boundaries", *argv], fv))
+  return fv
+
+
+def main(argv: Sequence[str]) -> dict:
+  """Runs the benchmark on ``argv`` (flags as on the command line); returns the results
+  dict written to --out."""
+  return evaluate_dirs(parse_args(argv))
+
+
+def evaluate_dirs(args) -> dict:
+  """The benchmark of ``args`` (parsed flags); writes --out and returns its dict."""
   predictions, ground_truth = load_dataset(
     args.pred_dir, args.gt_dir, intersection=args.intersection
   )
@@ -355,12 +366,24 @@ def main(argv: Sequence[str] | None = None) -> dict:
   return results
 
 
-def run() -> None:
-  """Console-script entry point."""
+def _launcher_main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   try:
-    main(sys.argv[1:])
+    evaluate_dirs(flags.FLAGS)
   except (FileNotFoundError, ValueError, KeyError) as e:
     sys.exit(f"pixelnet-eval-boundaries: error: {e}")
+
+
+def run() -> None:
+  """Console-script entry point (``pixelnet-eval-boundaries``)."""
+  names = define_flags()
+  cli.run(
+    _launcher_main,
+    "BSDS500 boundary benchmark (ODS/OIS/AP) on PNG edge maps.\n\n"
+    "pixelnet-eval-boundaries --pred_dir PNGS --gt_dir GT [--nms] [--thresholds 99]",
+    names,
+  )
 
 
 if __name__ == "__main__":

@@ -19,14 +19,13 @@ step reached and exits with status 0; a second one exits at once.
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from pixelnet_jax import evaluate, predict, train
+from pixelnet_jax import cli, evaluate, predict, train
 
 FLAGS = flags.FLAGS
 
@@ -107,67 +106,13 @@ def _predict_main(argv):
   )
 
 
-def _hyphen_aliases(argv: list[str]) -> list[str]:
-  """``--out-dir[=v]`` -> ``--out_dir[=v]`` (also ``--no-``) for every defined flag.
-
-  absl flag names cannot contain hyphens, so every launcher accepts the hyphenated
-  spelling of its flags by rewriting argv before absl parses it (up to a bare ``--``).
-  """
-  result = list(argv[:1])
-  for i, arg in enumerate(argv[1:], start=1):
-    if arg == "--":
-      return result + list(argv[i:])
-    name, eq, value = arg[2:].partition("=")
-    if arg.startswith("--") and "-" in name:
-      fixed = name.replace("-", "_")
-      if fixed in FLAGS:
-        arg = f"--{fixed}{eq}{value}"
-      elif fixed.startswith("no_") and fixed[3:] in FLAGS:  # --no-flag-name
-        arg = f"--no{fixed[3:]}{eq}{value}"
-    result.append(arg)
-  return result
-
-
-def _run(main, usage: str, flag_names: list[str]):
-  """Runs ``main`` with absl, the same way for every launcher.
-
-  ``--help`` lists the key flags of the main module, which for an installed console
-  script is the generated wrapper, not this module: declare ours (and ``verbosity``) as
-  its key flags, and give it a usage line.
-  """
-  main_module = sys.modules.get("__main__")
-  if main_module is not None and not main_module.__doc__:
-    main_module.__doc__ = usage
-  for name in [*flag_names, "verbosity"]:
-    FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
-
-  def guarded(argv):
-    try:
-      main(argv)
-    except KeyboardInterrupt:
-      # Ctrl-C outside the training loop's own handler (setup, final waits): no traceback.
-      print("\ninterrupted.", file=sys.stderr, flush=True)
-      sys.stdout.flush()
-      os._exit(130)
-
-  argv = _hyphen_aliases(sys.argv)
-  try:
-    app.run(guarded, argv=argv)
-  except SystemExit as e:
-    # absl exits with status 1 after printing --help; asking for help is not a failure.
-    asked = {"-h", "-?", "--help", "--helpshort", "--helpfull", "--helpxml"} & set(argv[1:])
-    if asked and e.code == 1:
-      sys.exit(0)
-    raise
-
-
 _COMMON = ["config", "workdir"]
 _CHOICE = ["step", "best"]
 
 
 def run_train():
   _define_common()
-  _run(
+  cli.run(
     _train_main,
     "Trains PixelNet (resuming the work directory if it has checkpoints).\n\n"
     "pixelnet-train --config CONFIG.py --workdir DIR [--config.key=value ...]",
@@ -178,7 +123,7 @@ def run_train():
 def run_eval():
   _define_common()
   _define_checkpoint_choice()
-  _run(
+  cli.run(
     _eval_main,
     "Evaluates a checkpoint of a work directory on the eval split.\n\n"
     "pixelnet-eval --config CONFIG.py --workdir DIR [--step N | --best]",
@@ -200,7 +145,7 @@ def run_predict():
     "e.g. 0.5,1,1.5 (multi-scale testing); default 1.0 only.",
   )
   flags.mark_flags_as_required(["out_dir"])
-  _run(
+  cli.run(
     _predict_main,
     "Writes edge-probability PNGs of a split with a checkpoint of a work directory.\n\n"
     "pixelnet-predict --config CONFIG.py --workdir DIR --out_dir PNGS [--split val] "

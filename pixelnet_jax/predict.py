@@ -5,8 +5,8 @@ the split is predicted at its native resolution with the evaluation path
 (``evaluate.dense_predictor`` and the task's ``decode``), and written as
 ``<out_dir>/<image id>.png``, mode L, value = round(probability * 255). Then
 
-  pixelnet-eval-boundaries --nms --pred-dir OUT_DIR \
-      --gt-dir $PIXELNET_TEST_DATA/BSR/BSDS500/data/groundTruth/val
+  pixelnet-eval-boundaries --nms --pred_dir OUT_DIR \
+      --gt_dir $PIXELNET_TEST_DATA/BSR/BSDS500/data/groundTruth/val
 
 Command line (``main.run_predict``; same config flags as ``pixelnet-train``):
 

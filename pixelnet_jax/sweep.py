@@ -64,7 +64,7 @@ from typing import Any
 
 from absl import app, flags
 
-from pixelnet_jax import tasks
+from pixelnet_jax import cli, tasks
 
 # Fields of a metrics.jsonl line that hold elapsed seconds since the run started.
 _ELAPSED_KEYS = ("wall_seconds", "seconds", "elapsed_seconds")
@@ -876,7 +876,12 @@ def _fail(message: str):
 
 def run():
   _define_flags()
-  app.run(_main)
+  cli.run(
+    _main,
+    "Runs a grid of pixelnet-train runs, one after another, and summarises them.\n\n"
+    "pixelnet-sweep --config CONFIG.py --workdir SWEEP --axis config.KEY=V1,V2 [--seeds 0,1]",
+    ["config", "workdir", "axis", "seeds", "set", "dry_run", "summarize_only", "echo"],
+  )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ LAYERS = [
     "pictures",
   ),
   ("evaluate", "predict", "train"),
-  ("main", "eval_boundaries", "sweep", "demo"),
+  ("cli", "main", "eval_boundaries", "sweep", "demo"),
 ]
 
 
