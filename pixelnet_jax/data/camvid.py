@@ -139,16 +139,7 @@ class Camvid(readers.ArrayRecordBuilder):
     return self.make_info(
       "CamVid driving frames with 11 classes + void (Brostow et al. 2009), SegNet's "
       "480x360 version.",
-      {
-        "image": tfds.features.Image(shape=(None, None, 3), encoding_format="png"),
-        "label": tfds.features.Tensor(
-          shape=(None, None),
-          dtype=np.uint8,
-          encoding=tfds.features.Encoding.ZLIB,
-          doc="[H, W] classes 0..10, 255 = void",
-        ),
-        "id": tfds.features.Text(),
-      },
+      readers.segmentation_features("png", "[H, W] classes 0..10, 255 = void"),
       _HOMEPAGE,
     )
 

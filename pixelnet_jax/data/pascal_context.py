@@ -251,16 +251,7 @@ class PascalContext(readers.ArrayRecordBuilder):
     return self.make_info(
       "PASCAL-Context (Mottaghi et al. 2014) on VOC2010 images, the 59-class protocol; "
       "label 0 = background (the other 400 classes and unlabelled), 1..59 the classes.",
-      {
-        "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
-        "label": tfds.features.Tensor(
-          shape=(None, None),
-          dtype=np.uint8,
-          encoding=tfds.features.Encoding.ZLIB,
-          doc="[H, W] 0 background, 1..59 classes",
-        ),
-        "id": tfds.features.Text(),
-      },
+      readers.segmentation_features("jpeg", "[H, W] 0 background, 1..59 classes"),
       _HOMEPAGE,
     )
 

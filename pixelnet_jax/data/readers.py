@@ -251,6 +251,17 @@ def segmentation_example(
 # ----------------------------------------------------------------------------------- TFDS
 
 
+def segmentation_features(image_format: str, label_doc: str) -> dict:
+  """The stored features of a segmentation dataset: encoded image, uint8 label, id."""
+  return {
+    "image": tfds.features.Image(shape=(None, None, 3), encoding_format=image_format),
+    "label": tfds.features.Tensor(
+      shape=(None, None), dtype=np.uint8, encoding=tfds.features.Encoding.ZLIB, doc=label_doc
+    ),
+    "id": tfds.features.Text(),
+  }
+
+
 class ArrayRecordBuilder(tfds.core.GeneratorBasedBuilder):
   """Base of the datasets' TFDS builders: array_record files, metadata-free.
 

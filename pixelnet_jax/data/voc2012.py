@@ -203,16 +203,7 @@ class Voc2012(readers.ArrayRecordBuilder):
     return self.make_info(
       "PASCAL VOC 2012 semantic segmentation, 20 classes + background, 255 = void; "
       "train_aug adds the SBD annotations (Hariharan et al. 2011).",
-      {
-        "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
-        "label": tfds.features.Tensor(
-          shape=(None, None),
-          dtype=np.uint8,
-          encoding=tfds.features.Encoding.ZLIB,
-          doc="[H, W] classes 0..20, 255 = ignore",
-        ),
-        "id": tfds.features.Text(),
-      },
+      readers.segmentation_features("jpeg", "[H, W] classes 0..20, 255 = ignore"),
       _HOMEPAGE,
     )
 
