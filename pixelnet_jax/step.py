@@ -58,6 +58,8 @@ def train_step(
       rngs={"dropout": jax.random.fold_in(key_dropout, shard)},
       mutable=["batch_stats"],
     )
+    # The loss is float32 whatever the compute dtype (config.model.dtype).
+    outputs = outputs.astype(jnp.float32)
     local_mean = task.loss(flat(outputs), jax.tree.map(flat, targets), flat(mask))
     # Scaled so that the sum over shards is the mean over every sampled pixel.
     return local_mean * local_count / global_count, new_vars["batch_stats"]
