@@ -103,9 +103,12 @@ def test_bfloat16_computes_in_bf16_with_float32_state_and_learns():
   step_model = models.create_model(c.model, task.num_outputs, bn_axis_name=parallel_lib.AXIS)
   step_fn = parallel_lib.ParallelStep(c, step_model, task, parallel_lib.select_devices(c))
   losses = []
-  for _ in range(8):  # the same images: the loss must come down
+  for i in range(8):  # the same images: the loss must come down
+    old_params = state.params
     state, metrics = step_fn(state, batch)
     losses.append(float(metrics["loss"]))
+    if i == 0:  # The step donates its input state: its buffers are reused.
+      assert all(x.is_deleted() for x in jax.tree.leaves(old_params))
   assert np.all(np.isfinite(losses)) and np.mean(losses[-2:]) < 0.9 * losses[0], losses
   trees = {"params": state.params, "opt_state": state.opt_state, "stats": state.batch_stats}
   for name, tree in trees.items():
