@@ -129,7 +129,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   writer = MetricWriter(workdir)
   evaluator = evaluate.Evaluator(config, eval_model, task, eval_source, workdir, writer)
   schedule = optimizers.learning_rate_schedule(config.optimizer, num_steps)
-  pixels_per_step = int(config.batch_size) * int(config.points_per_image)
+  points = crop[0] * crop[1] if task.dense else int(config.points_per_image)
+  pixels_per_step = int(config.batch_size) * points
 
   summary = {"start_step": start_step, "preempted": False, "eval": None}
   last_loss = float("nan")

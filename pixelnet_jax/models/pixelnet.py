@@ -56,7 +56,8 @@ class PixelNet(nn.Module):
     taps: layers read into the hypercolumn, in order.
     tap_strides: each tap's stride in input pixels.
     num_outputs: K, outputs per pixel.
-    dense_chunk_size: pixels per image per head call in ``predict_dense``.
+    dense_chunk_size: pixels per image per head call in ``predict_dense``, and in
+      ``__call__`` when more points than this are read per image ('dense' sampling).
     spec: the trunk's layer description (``tap_names``, ``tap_stride``), for callers.
     linear_first: apply the head's first-layer projection of the taps of stride
       >= ``linear_first_min_stride`` to their maps before the bilinear read (fewer
@@ -124,8 +125,42 @@ class PixelNet(nn.Module):
     maps = self.trunk(images, train=train)
     projected = self._projected(train)
     maps = self._maps_to_read(maps, projected)
+    if points.shape[1] > self.dense_chunk_size and not self.is_initializing():
+      head_vars = self.head.unbind()[1]
+      if "batch_stats" not in head_vars:  # chunks must not change batch statistics
+        return self._head_over_chunks(maps, points, train, projected)
     features = read_taps(maps, self.taps, self.tap_strides, points)
     return self._head(self.head, features, train, projected)
+
+  def _head_over_chunks(self, maps, points, train, projected):
+    """Reads and the head over chunks of ``dense_chunk_size`` points per image.
+
+    For many points per image ('dense' sampling: every pixel of the crop): each chunk
+    runs under ``jax.checkpoint`` inside ``lax.map``, so neither pass holds more than one
+    chunk's hypercolumns and hidden activations (the backward pass recomputes them).
+    Dropout draws a fresh mask per chunk. Heads with batch statistics (BatchNorm in the
+    head) are not chunked: per-chunk statistics would change the function.
+    """
+    batch, num_points, _ = points.shape
+    chunk = int(self.dense_chunk_size)
+    num_chunks = -(-num_points // chunk)
+    padded = jnp.pad(points, ((0, 0), (0, num_chunks * chunk - num_points), (0, 0)))
+    chunks = jnp.moveaxis(padded.reshape(batch, num_chunks, chunk, 2), 1, 0)
+    key = self.make_rng("dropout") if train and self.has_rng("dropout") else None
+    head_def, head_vars = self.head.unbind()
+
+    @jax.checkpoint
+    def head_on_chunk(args):
+      index, chunk_points = args
+      features = read_taps(maps, self.taps, self.tap_strides, chunk_points)
+      rngs = {} if key is None else {"rngs": {"dropout": jax.random.fold_in(key, index)}}
+      return self._head(
+        lambda f, **kw: head_def.apply(head_vars, f, **kw, **rngs), features, train, projected
+      )  # [B, chunk, K]
+
+    out = jax.lax.map(head_on_chunk, (jnp.arange(num_chunks), chunks))
+    out = jnp.moveaxis(out, 0, 1).reshape(batch, num_chunks * chunk, -1)
+    return out[:, :num_points]
 
   def predict_dense(self, images, chunk_size: int | None = None):
     """Predicts every pixel (eval mode): the trunk once, the head over pixel chunks.
