@@ -86,7 +86,8 @@ class PixelNet(nn.Module):
     """
     if not self.linear_first or self.is_initializing():
       return None
-    if not self.head.can_project(train):
+    can_project = getattr(self.head, "can_project", None)  # heads outside models.Head
+    if can_project is None or not can_project(train):
       return None
     projected = tuple(float(s) >= float(self.linear_first_min_stride) for s in self.tap_strides)
     return projected if any(projected) else None
