@@ -146,9 +146,17 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int):
     crop = pipeline.as_pair(config.crop_size, "config.crop_size")
   except ValueError as e:
     raise ConfigError(str(e)) from e
-  if int(config.points_per_image) < 1:
+  if task.dense:
+    limit = tasks.base.DENSE_MAX_CROP_PIXELS
+    if crop[0] * crop[1] > limit:
+      raise ConfigError(
+        f"config.task.sampling='dense' trains on every pixel of each crop; "
+        f"config.crop_size {crop[0]}x{crop[1]} = {crop[0] * crop[1]} pixels is above the "
+        f"limit of {limit} pixels per crop (512x512). Lower config.crop_size."
+      )
+  elif int(config.points_per_image) < 1:
     raise ConfigError(f"config.points_per_image must be >= 1, got {config.points_per_image}.")
-  if int(config.points_per_image) > crop[0] * crop[1]:
+  elif int(config.points_per_image) > crop[0] * crop[1]:
     raise ConfigError(
       f"config.points_per_image={config.points_per_image} is more than the "
       f"{crop[0]}x{crop[1]}={crop[0] * crop[1]} pixels of a crop (config.crop_size); "

@@ -37,6 +37,17 @@ def dense_predictor(model: PixelNet, chunk_size: int | None):
   )
 
 
+def _one_device_view(x):
+  """A device array replicated over several devices (the mesh's state) -> its copy on the
+  first one, without a host round trip; anything else as is (host arrays get transferred
+  by the jitted call)."""
+  if isinstance(x, jax.Array) and len(x.sharding.device_set) > 1:
+    if not x.sharding.is_fully_replicated:
+      raise ValueError(f"Evaluation needs a replicated state, got sharding {x.sharding}.")
+    return x.addressable_data(0)
+  return x
+
+
 def eval_batches(source, task, batch_size: int, limit: int | None) -> Iterator[dict]:
   """Unaugmented batches of ``source`` in order (the first ``limit`` examples or all)."""
   batches = pipeline.make_eval_batches(
@@ -61,10 +72,14 @@ class Evaluator:
   def run(self, state, step: int, should_stop=None) -> dict[str, float] | None:
     """The task's metrics of ``state`` on the eval split (written to the metric files).
 
-    ``should_stop`` (a callable, checked between batches) cuts the eval short, e.g. on
-    Ctrl-C during training; it then returns None and writes nothing.
+    ``state`` is a TrainState: device arrays as the train step left them, or host arrays;
+    dense predictions run on the device, metrics on the host. ``should_stop`` (a callable,
+    checked between batches) cuts the eval short, e.g. on Ctrl-C during training; it then
+    returns None and writes nothing.
     """
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    variables = jax.tree.map(
+      _one_device_view, {"params": state.params, "batch_stats": state.batch_stats}
+    )
     metric_state = self.task.metric_init()
     num_pictures = int(self.config.eval.num_pictures)
     drawn = 0

@@ -43,7 +43,12 @@ class ParallelStep:
     )
     if self.kind == "pmap":
       self._fn = jax.pmap(
-        step, axis_name=AXIS, in_axes=(None, 0), out_axes=(None, None), devices=self.devices
+        step,
+        axis_name=AXIS,
+        in_axes=(None, 0),
+        out_axes=(None, None),
+        devices=self.devices,
+        donate_argnums=(0,),
       )
     else:
       self.mesh = Mesh(np.asarray(self.devices), (AXIS,))
@@ -52,7 +57,7 @@ class ParallelStep:
       sharded = jax.shard_map(
         step, mesh=self.mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()), check_vma=False
       )
-      self._fn = jax.jit(sharded)
+      self._fn = jax.jit(sharded, donate_argnums=(0,))
 
   def put_state(self, state):
     if self.kind == "pmap":
@@ -60,6 +65,8 @@ class ParallelStep:
     return jax.device_put(state, self._state_sharding)
 
   def __call__(self, state, batch):
+    """(new state, metrics on the device). ``state`` is donated: its buffers may be reused
+    for the new state, so the caller must not use it (nor hold views of it) afterwards."""
     batch = {k: v for k, v in batch.items() if isinstance(v, np.ndarray)}
     if self.kind == "pmap":
       batch = jax.tree.map(lambda x: x.reshape((self.num_devices, -1) + x.shape[1:]), batch)

@@ -27,7 +27,8 @@ def train_step(
       ``[b, H, W, ...]`` (plus ``valid [b, H, W] bool``).
     model: PixelNet built with ``bn_axis_name=axis_name``.
     task: the task value (sampling, targets, loss).
-    num_points: pixels per image, static.
+    num_points: pixels per image, static (ignored by 'dense' sampling, which reads every
+      pixel; the model's head then runs over chunks of ``model.dense_chunk_size``).
 
   Returns:
     (new state, metrics dict of replicated scalars).
@@ -58,6 +59,8 @@ def train_step(
       rngs={"dropout": jax.random.fold_in(key_dropout, shard)},
       mutable=["batch_stats"],
     )
+    # The loss is float32 whatever the compute dtype (config.model.dtype).
+    outputs = outputs.astype(jnp.float32)
     local_mean = task.loss(flat(outputs), jax.tree.map(flat, targets), flat(mask))
     # Scaled so that the sum over shards is the mean over every sampled pixel.
     return local_mean * local_count / global_count, new_vars["batch_stats"]
@@ -71,6 +74,6 @@ def train_step(
     "loss": loss,
     "grad_norm": jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads))),
     "sampled_fraction": lax.psum(local_count, axis_name)
-    / (lax.psum(local_batch, axis_name) * num_points),
+    / (lax.psum(local_batch, axis_name) * mask.shape[-1]),
   }
   return new_state, metrics

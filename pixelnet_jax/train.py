@@ -8,6 +8,7 @@ metric files (``writers``) and dense evaluation (``evaluate``).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -15,8 +16,8 @@ import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from pixelnet_jax import config_base, evaluate, models, optimizers, parallel, utils
 from pixelnet_jax.checkpoints import Checkpoints
@@ -66,6 +67,28 @@ class Preemption:
     for signum, previous in self._previous.items():
       signal.signal(signum, previous)
     self._previous = {}
+
+
+def _validate_batch(task, batch):
+  """The task's label checks on one training batch; runs in the data workers."""
+  task.validate_labels(task.select_labels(batch))
+
+
+def _finite_guard():
+  """The device-side NaN/Inf guard: every loss so far finite, and the first bad one."""
+  return {"finite": jnp.array(True), "step": jnp.array(0, jnp.int32), "loss": jnp.array(0.0)}
+
+
+@jax.jit
+def _update_guard(guard, loss, step):
+  """Folds one step's loss into the guard on the device (no host round trip)."""
+  ok = jnp.isfinite(loss)
+  first_bad = guard["finite"] & ~ok
+  return {
+    "finite": guard["finite"] & ok,
+    "step": jnp.where(first_bad, jnp.asarray(step, jnp.int32), guard["step"]),
+    "loss": jnp.where(first_bad, loss.astype(jnp.float32), guard["loss"]),
+  }
 
 
 def write_config(config, workdir: str):
@@ -142,44 +165,60 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     gain_range=tuple(config.augment.gain_range) if config.augment.gain_range else None,
     label_keys=task.label_keys,
     label_specs=task.label_specs(),
+    validate=functools.partial(_validate_batch, task),
   )
   writer = MetricWriter(workdir)
   evaluator = evaluate.Evaluator(config, eval_model, task, eval_source, workdir, writer)
   schedule = optimizers.learning_rate_schedule(config.optimizer, num_steps)
-  pixels_per_step = int(config.batch_size) * int(config.points_per_image)
+  points = crop[0] * crop[1] if task.dense else int(config.points_per_image)
+  pixels_per_step = int(config.batch_size) * points
 
   summary = {"start_step": start_step, "preempted": False, "eval": None}
   last_loss = float("nan")
   tick_time, tick_step = time.time(), start_step
   run_start = time.time()
   step = start_step
+  # Metrics stay on the device: the last step's, and a guard that folds in every step's
+  # loss; both are fetched only at log, checkpoint and eval steps (no per-step stall).
+  metrics, guard = None, _finite_guard()
+
+  def check_finite():
+    """Raises if any loss since the start was NaN/Inf: before any save, eval or log."""
+    fetched = jax.device_get(guard)
+    if not bool(fetched["finite"]):
+      checkpoints.wait()
+      raise FloatingPointError(
+        f"Loss is {float(fetched['loss'])} at step {int(fetched['step'])}; stopping. The last "
+        f"good checkpoint (step {checkpoints.latest_step()}) in {workdir}/checkpoints is "
+        "intact. Lower config.optimizer.learning_rate or set config.optimizer.grad_clip_norm."
+      )
+
   try:
     with Preemption() as preemption:
       while step < last_step:
-        batch = next(batches)
-        try:
-          task.validate_labels(task.select_labels(batch))
+        try:  # The task's label checks run in the data workers (validate=).
+          batch = next(batches)
         except (KeyError, ValueError) as e:
           checkpoints.wait()
           raise DataError(
             f"Bad training batch for step {step + 1} from dataset {config.dataset.name!r}: {e}"
           ) from e
-        new_state, metrics = step_fn(state, batch)
-        loss = float(metrics["loss"])
-        if not np.isfinite(loss):
-          checkpoints.wait()
-          raise FloatingPointError(
-            f"Loss is {loss} at step {step + 1}; stopping. The last good checkpoint "
-            f"(step {checkpoints.latest_step()}) in {workdir}/checkpoints is intact. "
-            "Lower config.optimizer.learning_rate or set config.optimizer.grad_clip_norm."
-          )
-        state = new_state
+        state, metrics = step_fn(state, batch)  # the old state is donated
         step += 1
-        last_loss = loss
+        guard = _update_guard(guard, metrics["loss"], step)
+        if (
+          step % int(config.log_every) == 0
+          or step % int(config.checkpoint_every) == 0
+          or step % int(config.eval_every) == 0
+          or step in (num_steps, last_step)
+          or preemption.requested
+        ):
+          check_finite()
         if step % int(config.log_every) == 0 or step == num_steps:
           now = time.time()
           rate = (step - tick_step) / max(now - tick_time, 1e-9)
-          train_metrics = {k: float(v) for k, v in metrics.items()}
+          train_metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+          loss = train_metrics["loss"]
           train_metrics.update(
             steps_per_sec=rate,
             pixels_per_sec=rate * pixels_per_step,
@@ -201,13 +240,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if step % int(config.checkpoint_every) == 0 or step == last_step:
           checkpoints.save(step, state)
         if step % int(config.eval_every) == 0 or step == num_steps:
-          eval_metrics = evaluator.run(
-            host_state(state), step, should_stop=lambda: preemption.requested
+          eval_metrics = evaluator.run(  # on the devices, as is
+            state, step, should_stop=lambda: preemption.requested
           )
           if eval_metrics is not None:  # None: a signal cut the eval short.
             summary["eval"] = eval_metrics
             checkpoints.maybe_save_best(step, state, eval_metrics)
         if preemption.requested:
+          check_finite()
           logging.warning("%s: saving step %d and exiting.", preemption.signal_name, step)
           if checkpoints.latest_step() != step:
             checkpoints.save(step, state)
@@ -219,6 +259,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     close = getattr(batches, "close", None)
     if close is not None:
       close()
+  if metrics is not None:
+    last_loss = float(metrics["loss"])
   summary.update(
     step=step, loss=last_loss, best=checkpoints.best_value, seconds=time.time() - run_start
   )

@@ -2,6 +2,7 @@
 
 import functools
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -426,3 +427,79 @@ def test_batchnorm_statistics_are_averaged_over_pmap_axis():
     lambda a, b: np.testing.assert_allclose(a[0], b, atol=1e-5, rtol=1e-4), upd, expected_upd
   )
   jax.tree_util.tree_map(lambda a: np.testing.assert_array_equal(a[0], a[1]), upd)
+
+
+# ----------------------------------------------------------------------------
+# Linear-first head: the first layer's projection before the read (same parameters).
+
+
+def _map_projections(model, variables, images, points):
+  """How many dot products the forward pass runs on 4-D [B, h, w, C] maps (the
+  linear-first projections; the plain path only has [B, N, C] dots)."""
+  text = str(jax.make_jaxpr(lambda v: model.apply(v, images, points))(variables))
+  return len(re.findall(r":[a-z0-9]+\[\d+,\d+,\d+,\d+\] = dot_general", text))
+
+
+def _rel_err(a, b):
+  return float(jnp.linalg.norm(a - b) / jnp.maximum(jnp.linalg.norm(b), 1e-30))
+
+
+def test_linear_first_agrees_with_the_plain_path():
+  # min_stride 2 projects every tap of TINY but conv1_1 (strides 2, 4, 8, 16, 32).
+  plain = models.create_model(_config(head="mlp", linear_first=False, dropout=0.0), K)
+  first = models.create_model(
+    _config(head="mlp", linear_first=True, linear_first_min_stride=2, dropout=0.0), K
+  )
+  x = _images(7, B, H, W)
+  pts = _points(8, B, 40, H - 1.0)
+
+  def init(model):
+    return jax.eval_shape(model.init, jax.random.key(0), x, pts)
+
+  assert jax.tree.structure(init(first)) == jax.tree.structure(init(plain))
+  variables = _numpy_init(plain, seed=3)
+  assert _map_projections(first, variables, x, pts) == len(first.taps) - 1
+  assert _map_projections(plain, variables, x, pts) == 0
+
+  expected = _apply(plain, variables, x, pts)
+  out = _apply(first, variables, x, pts)
+  assert float(jnp.std(expected)) > 1e-2
+  assert _rel_err(out, expected) < 1e-5
+  np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-4 * float(jnp.abs(expected).max()))
+  dense_expected = _dense(plain, variables, x, chunk_size=50)
+  dense = _dense(first, variables, x, chunk_size=50)
+  assert _rel_err(dense, dense_expected) < 1e-5
+  np.testing.assert_allclose(
+    dense, dense_expected, rtol=1e-4, atol=1e-4 * float(jnp.abs(dense_expected).max())
+  )
+
+  def grads(model):
+    def loss(params):
+      out, _ = model.apply(
+        {**variables, "params": params}, x, pts, train=True, mutable=["batch_stats"]
+      )
+      return jnp.mean(jnp.square(out - 1.0))
+
+    return jax.jit(jax.grad(loss))(variables["params"])
+
+  g_plain, g_first = grads(plain), grads(first)
+  scale = float(jnp.sqrt(sum(jnp.sum(g**2) for g in jax.tree.leaves(g_plain))))
+  for (path, a), b in zip(
+    jax.tree_util.tree_leaves_with_path(g_first), jax.tree.leaves(g_plain), strict=True
+  ):
+    # Relative per leaf; conv biases before BatchNorm have a zero gradient (rounding
+    # noise only), so they are held to the global scale instead.
+    err = float(jnp.linalg.norm(a - b))
+    assert err <= 1e-4 * float(jnp.linalg.norm(b)) + 1e-6 * scale, jax.tree_util.keystr(path)
+  # The projected taps' kernels get real gradients (the per-leaf check is not vacuous).
+  assert float(jnp.linalg.norm(g_first["head"]["first"]["first_fc7"])) > 1e-4 * scale
+
+
+def test_linear_first_is_ignored_by_a_head_that_cannot_project():
+  # LinearHead normalises and rectifies each tap before its FC: no exact linear-first path.
+  on = models.create_model(_config(head="linear", linear_first=True, linear_first_min_stride=1), K)
+  off = models.create_model(_config(head="linear", linear_first=False), K)
+  variables = _tiny_variables("linear")
+  x, pts = _images(0, B, H, W), _points(1, B, 5, H - 1.0)
+  assert _map_projections(on, variables, x, pts) == 0
+  np.testing.assert_array_equal(_apply(on, variables, x, pts), _apply(off, variables, x, pts))

@@ -1,5 +1,7 @@
 """Tests of the input pipeline: augmentation alignment, padding masks, determinism."""
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -290,3 +292,24 @@ def test_bad_inputs_raise_clear_errors():
     pipeline.augment(source[0], np.random.default_rng(0), crop_size=(4, 4), label_keys=["depth"])
   with pytest.raises(ValueError, match="empty"):
     pipeline.make_train_iterator(_ListSource([]), 2, 8, seed=0)
+
+
+def _labels_below(batch, limit):
+  """A validation stage as a task passes it: raises on a bad batch."""
+  if batch["label"].max() >= limit:
+    raise ValueError(f"label {batch['label'].max()} >= {limit}")
+
+
+def test_validate_runs_on_every_batch_in_the_workers():
+  source = _source()  # labels rows * 100 + cols: up to 1929 in a 20 x 30 example
+  plain = pipeline.make_train_iterator(source, 2, (12, 12), seed=2)
+  checked = pipeline.make_train_iterator(
+    source, 2, (12, 12), seed=2, validate=functools.partial(_labels_below, limit=10**6)
+  )
+  for _ in range(4):  # passes good batches through unchanged
+    _assert_batches_equal(next(checked), next(plain))
+  strict = pipeline.make_train_iterator(
+    source, 2, (12, 12), seed=2, validate=functools.partial(_labels_below, limit=0)
+  )
+  with pytest.raises(ValueError, match=">= 0"):
+    next(strict)

@@ -8,12 +8,15 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import tiny_config
 
 from pixelnet_jax import config_base, models, tasks, train
+from pixelnet_jax import parallel as parallel_lib
 from pixelnet_jax.checkpoints import Checkpoints
+from pixelnet_jax.data import pipeline, registry
 from pixelnet_jax.errors import ConfigError, DataError
 from pixelnet_jax.state import create_train_state, host_state
 
@@ -68,6 +71,50 @@ def test_short_run_learns(tmp_path, task, steps):
     assert metrics["f_pixel"] > 0.35, metrics
   assert os.listdir(os.path.join(tmp_path, "pictures"))
   assert os.listdir(os.path.join(tmp_path, "tensorboard"))
+
+
+def test_bfloat16_computes_in_bf16_with_float32_state_and_learns():
+  c = tiny_config.get_config("segmentation")
+  c.model.dtype = "bfloat16"
+  c.model.heads.mlp.dropout = 0.0
+  c.num_train_steps = 100  # the cosine schedule stays near its peak for the 8 steps run
+  c.optimizer.learning_rate = 1e-2
+  task, crop = config_base.validate_config(c, 1)
+  model = models.create_model(c.model, task.num_outputs)
+  state = create_train_state(c, model, jax.random.key(0), crop)
+  source = registry.get_source("procedural", "train", c.dataset)
+  batches = pipeline.make_train_iterator(
+    source, 8, crop, 0, label_keys=task.label_keys, label_specs=task.label_specs()
+  )
+  batch = next(batches)
+  batches.close()
+
+  # The forward pass computes in bf16 and returns float32 close to the float32 model's.
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  images = jnp.asarray(batch["image"][:2])
+  points = jnp.asarray(np.random.default_rng(0).uniform(0, 63, (2, 50, 2)), jnp.float32)
+  text = str(jax.make_jaxpr(lambda v: model.apply(v, images, points))(variables))
+  assert "bf16[2,64,64,8] = conv_general_dilated" in text
+  out = model.apply(variables, images, points)
+  c32 = tiny_config.get_config("segmentation")
+  ref = models.create_model(c32.model, task.num_outputs).apply(variables, images, points)
+  assert out.dtype == jnp.float32
+  assert float(jnp.linalg.norm(out - ref) / jnp.linalg.norm(ref)) < 0.05
+
+  step_model = models.create_model(c.model, task.num_outputs, bn_axis_name=parallel_lib.AXIS)
+  step_fn = parallel_lib.ParallelStep(c, step_model, task, parallel_lib.select_devices(c))
+  losses = []
+  for i in range(8):  # the same images: the loss must come down
+    old_params = state.params
+    state, metrics = step_fn(state, batch)
+    losses.append(float(metrics["loss"]))
+    if i == 0:  # The step donates its input state: its buffers are reused.
+      assert all(x.is_deleted() for x in jax.tree.leaves(old_params))
+  assert np.all(np.isfinite(losses)) and np.mean(losses[-2:]) < 0.9 * losses[0], losses
+  trees = {"params": state.params, "opt_state": state.opt_state, "stats": state.batch_stats}
+  for name, tree in trees.items():
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+    assert leaves and all(x.dtype == jnp.float32 for x in leaves), name
 
 
 # ----------------------------------------------------------------------------

@@ -300,11 +300,14 @@ def train_dataset(
   label_keys: Sequence[str] | None = None,
   label_specs: LabelSpecs | None = None,
   scale_range: tuple[float, float] | None = None,
+  validate: Callable[[dict], None] | None = None,
 ) -> grain.MapDataset:
   """The infinite training stream as a grain MapDataset: element k is the batch of step k.
 
   Shuffled per epoch, augmented, normalised, batched: {image [B, h, w, 3] float32,
-  valid [B, h, w] bool, label keys [B, h, w, ...]}.
+  valid [B, h, w] bool, label keys [B, h, w, ...]}. ``validate(batch)``, when given, runs
+  on each batch in the data workers (e.g. the task's label checks) and raises on a bad
+  one; it must be picklable for worker processes (a module-level function or partial).
   """
   _check_source(source)
   if int(batch_size) < 1:
@@ -323,7 +326,15 @@ def train_dataset(
   ds = grain.MapDataset.source(source).seed(_check_seed(seed))
   ds = ds.shuffle().repeat(None)  # shuffle before repeat: a fresh permutation per epoch
   ds = ds.random_map(aug).map(finalize)
-  return ds.batch(int(batch_size), drop_remainder=True)
+  ds = ds.batch(int(batch_size), drop_remainder=True)
+  if validate is not None:
+    ds = ds.map(functools.partial(_validated, validate=validate))
+  return ds
+
+
+def _validated(batch: dict, validate: Callable[[dict], None]) -> dict:
+  validate(batch)
+  return batch
 
 
 def _iterate(
@@ -356,6 +367,7 @@ def make_train_iterator(
   label_keys: Sequence[str] | None = None,
   label_specs: LabelSpecs | None = None,
   scale_range: tuple[float, float] | None = None,
+  validate: Callable[[dict], None] | None = None,
 ) -> grain.DatasetIterator:
   """An infinite iterator of training batches (see `train_dataset`), starting at start_step.
 
@@ -372,6 +384,8 @@ def make_train_iterator(
     label_specs: {key: LabelSpec}, pad values and mirror transforms (from the task).
     scale_range: (low, high) random rescale of each example before the crop (image
       bilinear, label maps nearest); None (default): no rescaling.
+    validate: called on each batch in the data workers; its exception (e.g. a
+      ValueError from the task's label checks) comes out of ``next()``.
 
   Returns:
     A grain DatasetIterator (also supports get_state()/set_state()).
@@ -388,6 +402,7 @@ def make_train_iterator(
     label_keys=label_keys,
     label_specs=label_specs,
     scale_range=scale_range,
+    validate=validate,
   )
   return _iterate(ds[int(start_step) :], num_workers, num_threads, prefetch)
 

@@ -66,7 +66,15 @@ def default_model_config() -> ml_collections.ConfigDict:
   c.head = "mlp"  # a name in HEADS (models.HEADS.names())
   c.heads = HEADS.all_defaults()
   c.dense_chunk_size = 8192  # pixels per image per head call at dense inference
-  c.dtype = "float32"  # compute dtype: 'float32' | 'bfloat16' | 'float16'
+  # Compute dtype: 'float32' | 'bfloat16' | 'float16'. Parameters, optimizer state,
+  # BatchNorm statistics (flax computes and keeps them in float32) and the loss stay
+  # float32; heads return float32 outputs.
+  c.dtype = "float32"
+  # Linear-first head: the first layer's per-tap projection of taps of stride >=
+  # linear_first_min_stride runs on the map before the bilinear read (exact: the read is
+  # linear; same parameters). Heads that cannot (linear: BN + ReLU first) ignore it.
+  c.linear_first = True
+  c.linear_first_min_stride = 8
   return c
 
 
@@ -127,6 +135,10 @@ def create_model(
     )
   if cfg.dtype not in DTYPES:
     raise ValueError(f"Unknown model.dtype {cfg.dtype!r}; choose one of {tuple(DTYPES)}.")
+  if int(cfg.linear_first_min_stride) < 1:
+    raise ValueError(
+      f"model.linear_first_min_stride must be >= 1, got {cfg.linear_first_min_stride}."
+    )
   if int(cfg.dense_chunk_size) < 1:
     raise ValueError(f"model.dense_chunk_size must be >= 1, got {cfg.dense_chunk_size}.")
   dtype = DTYPES[cfg.dtype]
@@ -150,4 +162,6 @@ def create_model(
     num_outputs=int(num_outputs),
     dense_chunk_size=int(cfg.dense_chunk_size),
     spec=trunk.spec,
+    linear_first=bool(cfg.linear_first),
+    linear_first_min_stride=float(cfg.linear_first_min_stride),
   )

@@ -107,6 +107,24 @@ class Head(nn.Module):
   def __call__(self, features, train: bool = False):
     raise NotImplementedError
 
+  # Optional capability: the "linear-first" path (``config.model.linear_first``). A head
+  # whose first layer is linear in each tap's features (``W1 . h = sum_tap W_tap . c_tap``,
+  # nothing per-feature before it) can have a tap's projection applied to the whole map
+  # before the bilinear read, which is linear too: ``W_tap . read(c)(p) = read(W_tap . c)(p)``.
+  # Such a head overrides ``can_project`` and ``project_map`` and accepts
+  # ``__call__(features, train, projected=...)``; PixelNet uses the plain path for heads
+  # that do not (e.g. ``LinearHead``, whose per-tap BatchNorm + ReLU come first).
+
+  def can_project(self, train: bool) -> bool:
+    """Whether ``project_map`` and ``projected=`` may be used in this mode (default: no)."""
+    del train
+    return False
+
+  def project_map(self, tap: str, x):
+    """Tap ``tap``'s first-layer projection of ``x [..., C_tap]`` -> ``[..., width]``
+    (no bias), in the compute dtype. Needs initialised variables."""
+    raise NotImplementedError(f"{type(self).__name__} has no linear-first path.")
+
 
 def check_rate(value: float, name: str) -> float:
   """A dropout rate in [0, 1), or a ValueError naming the config field."""

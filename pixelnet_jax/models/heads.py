@@ -5,7 +5,8 @@ and keep their first layer split per tap: one kernel ``first_<tap>`` of shape
 ``[C_tap, width]`` per tap and one bias ``first_bias``, so that
 ``W1 . h_p = sum_tap W1_tap . c_tap(p)``. Since a bilinear read is linear too,
 the projection of a coarse tap can be moved before the read (the "linear-first"
-path, docs/design.md) without changing the parameters.
+path, ``config.model.linear_first``: ``Head.can_project`` / ``project_map`` and
+``projected=``) without changing the parameters.
 
 Each head registers in ``base.HEADS`` with its config defaults, which are its own
 dataclass fields (``config.model.heads.<name>``).
@@ -51,6 +52,28 @@ class Dropout(nn.Module):
     return jnp.where(mask.reshape(x.shape), x / keep, jnp.zeros_like(x))
 
 
+def _check_projected(projected, tap_names) -> tuple[bool, ...]:
+  if projected is None:
+    return (False,) * len(tap_names)
+  projected = tuple(bool(p) for p in projected)
+  if len(projected) != len(tap_names):
+    raise ValueError(f"projected has {len(projected)} flags for taps {tuple(tap_names)}.")
+  return projected
+
+
+def project_with_first_layer(head: nn.Module, tap: str, x, dtype):
+  """``x [..., C] @ first_<tap>`` with the kernel of ``head``'s ``first`` SplitDense, read
+  from the head's (bound, initialised) variables; boxes are stripped."""
+  first = head.get_variable("params", "first")
+  if first is None or f"first_{tap}" not in first:
+    raise ValueError(
+      f"{type(head).__name__}.project_map({tap!r}) needs initialised variables with "
+      f"params/first/first_{tap}."
+    )
+  kernel = nn.meta.unbox(first[f"first_{tap}"])
+  return jnp.dot(x.astype(dtype), kernel.astype(dtype))
+
+
 class SplitDense(nn.Module):
   """A Dense layer on the concatenation of per-tap features, kept split per tap.
 
@@ -67,14 +90,23 @@ class SplitDense(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, features: Sequence[Any]):
-    """features: list of [..., C_i] -> [..., width] = sum_i f_i @ W_i + b."""
+  def __call__(self, features: Sequence[Any], projected: Sequence[bool] | None = None):
+    """features: list of [..., C_i] -> [..., width] = sum_i f_i @ W_i + b.
+
+    ``projected[i]`` True: ``features[i]`` is already ``f_i @ W_i`` ([..., width], e.g. read
+    from ``project(tap, map)``), added as is; its kernel is then not looked up (it must
+    exist: never pass projected features to ``init``).
+    """
     _check_features(features, self.tap_names)
+    projected = _check_projected(projected, self.tap_names)
     init = decayed(normal_init(self.init_std))
     y = None
-    for tap, f in zip(self.tap_names, features):
-      kernel = self.param(f"first_{tap}", init, (f.shape[-1], self.features), jnp.float32)
-      term = jnp.dot(f.astype(self.dtype), kernel.astype(self.dtype))
+    for tap, f, done in zip(self.tap_names, features, projected):
+      if done:
+        term = f.astype(self.dtype)
+      else:
+        kernel = self.param(f"first_{tap}", init, (f.shape[-1], self.features), jnp.float32)
+        term = jnp.dot(f.astype(self.dtype), kernel.astype(self.dtype))
       y = term if y is None else y + term
     bias = self.param("first_bias", nn.initializers.zeros, (self.features,), jnp.float32)
     return y + bias.astype(self.dtype)
@@ -106,18 +138,36 @@ class MLPHead(Head):
       raise ValueError(f"config.model.heads.mlp.widths must be positive, got {self.widths}.")
     super().__post_init__()
 
+  def can_project(self, train: bool) -> bool:
+    """Linear-first is exact unless hypercolumn dropout is on (a per-channel mask does not
+    commute with the projection)."""
+    return not (train and self.hypercolumn_dropout > 0)
+
+  def project_map(self, tap: str, x):
+    """``x [..., C_tap] @ first_<tap>`` -> ``[..., widths[0] or K]`` (no bias)."""
+    return project_with_first_layer(self, tap, x, self.dtype)
+
   @nn.compact
-  def __call__(self, features: Sequence[Any], train: bool = False):
+  def __call__(
+    self, features: Sequence[Any], train: bool = False, projected: Sequence[bool] | None = None
+  ):
     """features: list of [..., C_i] -> [..., K] float32.
 
+    ``projected[i]`` True: ``features[i]`` is already ``project_map(tap_i, .)`` of the
+    tap's features (the linear-first path; only where ``can_project(train)``).
     Training with a non-zero dropout rate needs ``rngs={'dropout': key}``.
     """
     _check_features(features, self.tap_names)
+    projected = _check_projected(projected, self.tap_names)
     if self.hypercolumn_dropout > 0:
+      if any(projected) and not self.can_project(train):
+        raise ValueError("Projected features cannot take hypercolumn dropout in training.")
       drop = Dropout(self.hypercolumn_dropout, name="hypercolumn_dropout")
-      features = [drop(f, train) for f in features]
+      features = [f if p else drop(f, train) for f, p in zip(features, projected)]
     widths = tuple(int(w) for w in self.widths) + (int(self.num_outputs),)
-    x = SplitDense(self.tap_names, widths[0], self.init_std, self.dtype, name="first")(features)
+    x = SplitDense(self.tap_names, widths[0], self.init_std, self.dtype, name="first")(
+      features, projected
+    )
     for i, width in enumerate(widths[1:]):
       x = nn.relu(x)
       if self.dropout > 0:
@@ -140,7 +190,9 @@ class LinearHead(Head):
   """Per-tap BatchNorm (no scale/offset), ReLU, one FC to K: the hypercolumn baseline.
 
   The per-tap normalisation puts taps of very different scales on an equal
-  footing before the single linear layer.
+  footing before the single linear layer. The ReLU after it does not commute with
+  the bilinear read, so this head has no linear-first path (``can_project`` is
+  False): ``config.model.linear_first`` leaves it on the plain path.
 
   Attributes (besides ``Head``'s):
     hypercolumn_dropout: dropout rate on the normalised hypercolumn (0 disables).

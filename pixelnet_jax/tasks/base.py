@@ -37,14 +37,20 @@ TASKS = Registry("task", "config.task.name", package="pixelnet_jax.tasks")
 VALID_KEY = "valid"
 
 # Sampling modes every task supports over its own "sampleable" pixels.
-COMMON_SAMPLING = ("uniform", "grid")
+COMMON_SAMPLING = ("uniform", "grid", "dense")
+
+# The dense baseline ('dense' sampling: every valid pixel of each crop) refuses crops
+# above this many pixels: its per-pixel points, targets and outputs grow with the crop.
+DENSE_MAX_CROP_PIXELS = 512 * 512
 
 
 def common_config() -> dict[str, Any]:
   """Fields every task config has (a task's ``default_config`` extends them)."""
   return {
     # 'uniform' over sampleable pixels, 'grid' = equal quotas over the cells of
-    # a randomly jittered grid_cells x grid_cells grid; tasks add their own modes.
+    # a randomly jittered grid_cells x grid_cells grid, 'dense' = every valid pixel
+    # of the crop (the FCN-style baseline; config.points_per_image is ignored); tasks
+    # add their own modes.
     "sampling": "uniform",
     "grid_cells": 4,
   }
@@ -115,9 +121,20 @@ class Task:
       mask = mask & labels[VALID_KEY].astype(jnp.bool_)
     return mask
 
+  @property
+  def dense(self) -> bool:
+    """Whether this task trains on every pixel ('dense' sampling)."""
+    return self.config.sampling == "dense"
+
   def sample(self, key, labels: Labels, num_points: int) -> sampling.PixelSample:
-    """Draws ``num_points`` (static) pixels of one image; never outside ``sample_mask``."""
+    """Draws ``num_points`` (static) pixels of one image; never outside ``sample_mask``.
+
+    'dense' sampling ignores ``num_points`` and the key: every pixel, row-major
+    (``H * W`` points), masked by ``sample_mask``.
+    """
     mode = self.config.sampling
+    if mode == "dense":
+      return all_pixels(self.sample_mask(labels))
     if mode == "uniform":
       return sampling.uniform(key, self.sample_mask(labels), num_points)
     if mode == "grid":
@@ -253,6 +270,15 @@ class Task:
 
 # ----------------------------------------------------------------------------
 # Shared helpers.
+
+
+def all_pixels(mask) -> sampling.PixelSample:
+  """Every pixel of an [H, W] bool mask as a sample: coords [H * W, 2] int32, row-major,
+  and the mask flattened."""
+  height, width = mask.shape
+  rows, cols = jnp.meshgrid(jnp.arange(height), jnp.arange(width), indexing="ij")
+  coords = jnp.stack([rows.reshape(-1), cols.reshape(-1)], axis=-1).astype(jnp.int32)
+  return sampling.PixelSample(coords=coords, mask=mask.reshape(-1).astype(jnp.bool_))
 
 
 def gather(array, coords):
