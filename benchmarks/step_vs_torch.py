@@ -130,8 +130,11 @@ def dense_points(images: int, crop) -> np.ndarray:
 
 
 def procedural_batch(config, task, crop, seed: int = 0) -> dict:
+  # The procedural renderer draws 64..224 px; the pipeline crops larger images and pads
+  # smaller ones (padded pixels are not valid: masked in JAX, ignore_label in torch).
+  size = min(max(max(crop), 64), 224)
   source = registry.get_source(
-    "procedural", "train", {"image_size": max(crop), "num_examples": 64, "seed": seed}
+    "procedural", "train", {"image_size": size, "num_examples": 64, "seed": seed}
   )
   batches = pipeline.make_train_iterator(
     source,
