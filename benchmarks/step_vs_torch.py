@@ -293,9 +293,13 @@ def jax_step(config, task, crop, batch, points, steps, step_flops, peak, dense=F
   return out
 
 
-def torch_step(spec, config, batch, points, steps, step_flops, peak, device, ignore_label):
+def torch_step(
+  spec, config, batch, points, steps, step_flops, peak, device, ignore_label, channels_last=False
+):
   torch.manual_seed(0)
   model = torch_port.TorchPixelNet(spec).to(device)
+  fmt = torch.channels_last if channels_last else torch.contiguous_format
+  model = model.to(memory_format=fmt)
   model.train()
   opt = config.optimizer
   optimizer = torch_port.make_optimizer(
@@ -304,7 +308,8 @@ def torch_step(spec, config, batch, points, steps, step_flops, peak, device, ign
     momentum=float(opt.sgd.momentum),
     wd=float(opt.weight_decay),
   )
-  images = torch.from_numpy(np.ascontiguousarray(batch["image"].transpose(0, 3, 1, 2))).to(device)
+  images = torch.from_numpy(np.ascontiguousarray(batch["image"].transpose(0, 3, 1, 2)))
+  images = images.to(device).contiguous(memory_format=fmt)
   labels = batch["label"]
   b = np.arange(points.shape[0])[:, None]
   targets = labels[b, points[..., 0], points[..., 1]].astype(np.int64)
@@ -526,12 +531,21 @@ def parse_args(argv=None):
     "--dense_steps", type=int, default=None, help="timed dense steps (default --steps)"
   )
   p.add_argument("--no_dense", action="store_true", help="skip the dense steps")
+  p.add_argument(
+    "--dense_images",
+    type=int,
+    default=None,
+    help="images in a dense step (default: --images; fewer if a dense step does not fit)",
+  )
   p.add_argument("--pixels_sweep", action="store_true", help="also time 500 ... 8000 pixels/image")
   p.add_argument("--sweep_points", default=",".join(map(str, SWEEP_POINTS)))
   p.add_argument("--matmul_size", type=int, default=4096, help="side of the peak fp32 matmul")
   p.add_argument("--matmul_repeats", type=int, default=5)
   p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
   p.add_argument("--torch_device", default="auto", help="auto (cuda if available) | cpu | cuda")
+  p.add_argument(
+    "--torch_channels_last", action="store_true", help="torch model and images in NHWC"
+  )
   p.add_argument(
     "--fp32_strict",
     action="store_true",
@@ -563,17 +577,20 @@ def main(argv=None):
   images = int(config.batch_size)
   num_points = int(config.points_per_image)
 
+  paper_size = bool(
+    config.model.trunk == "vgg16"
+    and tuple(crop) == (224, 224)
+    and images == 5
+    and num_points == 2000
+    and widths == (4096, 4096)
+    and tuple(taps) == tuple(models.VGG16.default_taps())
+  )
   result = {
     "benchmark": "step_vs_torch",
     "date_utc": started,
     "command": " ".join(["python", "benchmarks/step_vs_torch.py"] + list(sys.argv[1:])),
-    "paper_size": bool(
-      config.model.trunk == "vgg16"
-      and tuple(crop) == (224, 224)
-      and images == 5
-      and num_points == 2000
-      and widths == (4096, 4096)
-    ),
+    "paper_size": paper_size,
+    "run_kind": "paper step" if paper_size else "small run at reduced shapes, not the paper step",
     "machine": machine_info(),
     "load_average_start": [round(x, 2) for x in load_start],
     "versions": versions(),
@@ -617,6 +634,7 @@ def main(argv=None):
       if torch_device.type == "cuda"
       else result["machine"].get("cpu_model", "cpu"),
       "threads": torch.get_num_threads(),
+      "channels_last": bool(args.torch_channels_last),
       "cuda_matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
       "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
     }
@@ -637,10 +655,15 @@ def main(argv=None):
   spec = torch_port.spec_from_config(config, task.num_outputs) if run_torch else None
   ignore = int(config.task.ignore_label)
 
-  def compare(points, steps, jax_config=None, dense=False):
-    n = points.shape[1]
-    flops = count_flops(trunk_spec, taps, widths, task.num_outputs, crop, images, n)
-    entry = {"pixels_per_image": n, "pixels_per_step": images * n, "flops": flops}
+  def compare(points, steps, jax_config=None, dense=False, batch=batch):
+    n_images, n = points.shape[:2]
+    flops = count_flops(trunk_spec, taps, widths, task.num_outputs, crop, n_images, n)
+    entry = {
+      "images": n_images,
+      "pixels_per_image": n,
+      "pixels_per_step": n_images * n,
+      "flops": flops,
+    }
     if run_jax:
       if jax_config is None:
         entry["jax"] = "unavailable"
@@ -651,7 +674,16 @@ def main(argv=None):
         )
     if run_torch:
       entry["torch"] = torch_step(
-        spec, config, batch, points, steps, flops["step"], torch_peak, torch_device, ignore
+        spec,
+        config,
+        batch,
+        points,
+        steps,
+        flops["step"],
+        torch_peak,
+        torch_device,
+        ignore,
+        args.torch_channels_last,
       )
     entry["ratio_jax_over_torch_step_s"] = ratio(entry.get("jax"), entry.get("torch"))
     return entry
@@ -663,6 +695,9 @@ def main(argv=None):
     dense_cfg = config.copy_and_resolve_references()
     dense_cfg.task.sampling = "dense"
     dense_cfg.points_per_image = crop[0] * crop[1]
+    dense_images = min(images, int(args.dense_images or images))
+    dense_cfg.batch_size = dense_images
+    dense_batch = {k: v[:dense_images] for k, v in batch.items()}
     jax_dense = None
     why = None
     try:
@@ -671,7 +706,9 @@ def main(argv=None):
     except Exception as e:  # the 'dense' sampling mode is not in every version
       why = f"unavailable: {type(e).__name__}: {e}"
     steps = args.steps if args.dense_steps is None else args.dense_steps
-    entry = compare(dense_points(images, crop), steps, jax_dense, dense=True)
+    entry = compare(
+      dense_points(dense_images, crop), steps, jax_dense, dense=True, batch=dense_batch
+    )
     if why and run_jax:
       entry["jax"] = why
     result["dense"] = entry
