@@ -136,18 +136,15 @@ def procedural_batch(config, task, crop, seed: int = 0) -> dict:
   source = registry.get_source(
     "procedural", "train", {"image_size": size, "num_examples": 64, "seed": seed}
   )
-  batches = pipeline.make_train_iterator(
+  # Random access to batch 0: no reader threads left running to compete with the steps.
+  batch = pipeline.train_dataset(
     source,
     int(config.batch_size),
     crop,
     seed,
     label_keys=task.label_keys,
     label_specs=task.label_specs(),
-  )
-  batch = next(batches)
-  close = getattr(batches, "close", None)
-  if close:
-    close()
+  )[0]
   return {k: np.asarray(v) for k, v in batch.items() if isinstance(v, np.ndarray)}
 
 
