@@ -237,10 +237,22 @@ def sync(device):
 # Timed steps.
 
 
-def summarize(first, times, losses, images, pixels, step_flops, peak):
+def timed(one, warmup: int, steps: int):
+  """Calls ``one()`` (one synchronised step, returns the loss) ``warmup`` times untimed
+  for the JSON's ``warmup_s``, then ``steps`` times timed."""
+  warm, times, losses = [], [], []
+  for i in range(warmup + steps):
+    start = time.perf_counter()
+    losses.append(one())
+    (warm if i < warmup else times).append(time.perf_counter() - start)
+  return warm, times, losses
+
+
+def summarize(warm, times, losses, images, pixels, step_flops, peak):
   median = statistics.median(times)
   out = {
-    "first_step_s": round(first, 4),
+    "first_step_s": round(warm[0], 4) if warm else None,
+    "warmup_s": [round(t, 4) for t in warm],
     "step_s_median": round(median, 4),
     "step_s_min": round(min(times), 4),
     "steps": len(times),
@@ -254,7 +266,7 @@ def summarize(first, times, losses, images, pixels, step_flops, peak):
   return out
 
 
-def jax_step(config, task, crop, batch, points, steps, step_flops, peak, dense=False):
+def jax_step(config, task, crop, batch, points, warmup, steps, step_flops, peak, dense=False):
   """Times the framework's step; ``dense`` uses the task's own sampling ('dense')."""
   model = models.create_model(config.model, task.num_outputs)
   state = create_train_state(config, model, jax.random.key(0), crop)
@@ -266,19 +278,16 @@ def jax_step(config, task, crop, batch, points, steps, step_flops, peak, dense=F
   batch = dict(batch)
   if not dense:
     batch[POINTS_KEY] = points
-  start = time.perf_counter()
-  state, metrics = step_fn(state, batch)
-  jax.block_until_ready(metrics)
-  first = time.perf_counter() - start
-  times, losses = [], [float(metrics["loss"])]
-  for _ in range(steps):
-    start = time.perf_counter()
+  metrics = None
+
+  def one():
+    nonlocal state, metrics
     state, metrics = step_fn(state, batch)
-    jax.block_until_ready(metrics)
-    times.append(time.perf_counter() - start)
-    losses.append(float(metrics["loss"]))
+    return float(metrics["loss"])  # waits for the step
+
+  warm, times, losses = timed(one, warmup, steps)
   out = summarize(
-    first,
+    warm,
     times,
     losses,
     batch["image"].shape[0],
@@ -291,7 +300,17 @@ def jax_step(config, task, crop, batch, points, steps, step_flops, peak, dense=F
 
 
 def torch_step(
-  spec, config, batch, points, steps, step_flops, peak, device, ignore_label, channels_last=False
+  spec,
+  config,
+  batch,
+  points,
+  warmup,
+  steps,
+  step_flops,
+  peak,
+  device,
+  ignore_label,
+  channels_last=False,
 ):
   torch.manual_seed(0)
   model = torch_port.TorchPixelNet(spec).to(device)
@@ -317,20 +336,14 @@ def torch_step(
   pts = torch.from_numpy(points.astype(np.float32)).to(device)
 
   def one():
-    start = time.perf_counter()
     loss = torch_port.train_step(model, optimizer, images, pts, targets, ignore_label)
     loss = float(loss)  # synchronises
     sync(device)
-    return time.perf_counter() - start, loss
+    return loss
 
-  first, loss = one()
-  times, losses = [], [loss]
-  for _ in range(steps):
-    t, loss = one()
-    times.append(t)
-    losses.append(loss)
+  warm, times, losses = timed(one, warmup, steps)
   return summarize(
-    first, times, losses, points.shape[0], points.shape[0] * points.shape[1], step_flops, peak
+    warm, times, losses, points.shape[0], points.shape[0] * points.shape[1], step_flops, peak
   )
 
 
@@ -523,7 +536,14 @@ def parse_args(argv=None):
   p.add_argument("--points", type=int, default=None, help="pixels per image (default 2000)")
   p.add_argument("--images", type=int, default=None, help="images per step (default 5)")
   p.add_argument("--widths", default=None, help="MLP hidden widths, e.g. 4096,4096")
-  p.add_argument("--steps", type=int, default=3, help="timed steps after the first")
+  p.add_argument("--steps", type=int, default=3, help="timed steps after the warm-up")
+  p.add_argument(
+    "--warmup",
+    type=int,
+    default=2,
+    help="untimed steps first (JAX: the framework's pmap step compiles on each of its "
+    "first two calls)",
+  )
   p.add_argument(
     "--dense_steps", type=int, default=None, help="timed dense steps (default --steps)"
   )
@@ -667,7 +687,7 @@ def main(argv=None):
       else:
         cfg, jtask = jax_config
         entry["jax"] = jax_step(
-          cfg, jtask, crop, batch, points, steps, flops["step"], jax_peak, dense
+          cfg, jtask, crop, batch, points, args.warmup, steps, flops["step"], jax_peak, dense
         )
     if run_torch:
       entry["torch"] = torch_step(
@@ -675,6 +695,7 @@ def main(argv=None):
         config,
         batch,
         points,
+        args.warmup,
         steps,
         flops["step"],
         torch_peak,
@@ -729,8 +750,9 @@ def main(argv=None):
 
   result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
   result["notes"] = [
-    "step_s_*: wall seconds per train step after the first (first_step_s includes "
-    "compilation for JAX, allocator warm-up for torch); the same batch every step.",
+    "step_s_*: wall seconds per timed train step after --warmup untimed ones (warmup_s; "
+    "JAX's first two include compilation: the framework's pmap step traces and compiles "
+    "on each of its first two calls); the same batch every step.",
     "ratio_jax_over_torch_step_s > 1: JAX slower.",
     "flops.step = 3 x (trunk convs + head matmuls); fraction_of_peak divides the achieved "
     "FLOP/s by the fp32 matmul peak of the same framework's device.",
