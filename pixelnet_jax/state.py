@@ -34,13 +34,16 @@ def create_train_state(config, model, key, image_shape) -> TrainState:
   decay = models.decay_mask(variables["params"])
   params = models.unbox(variables["params"])
   tx, _ = optimizers.create_optimizer(config.optimizer, int(config.num_train_steps), decay)
-  return TrainState.create(
+  state = TrainState.create(
     apply_fn=model.apply,
     params=params,
     tx=tx,
     batch_stats=variables.get("batch_stats", {}),
     rng=jax.random.key_data(key_train),
   )
+  # An int32 array, not a weakly typed Python 0: the step's output step is int32, so a
+  # weak first input would make the step compile a second time on its second call.
+  return state.replace(step=jnp.zeros((), jnp.int32))
 
 
 def host_state(state):
