@@ -5,7 +5,7 @@
     pixelnet-eval --config experiments/configs/procedural_segmentation.py --workdir runs/seg \
         [--step N | --best]
     pixelnet-predict --config experiments/configs/bsds_edges.py --workdir runs/bsds \
-        --out_dir PNGS [--split val] [--step N | --best] [--scales 0.5,1,1.5]
+        --out_dir PNGS [--split val] [--step N | --best] [--scales 0.5,1,1.5] [--save_npy]
 
 The config is locked, so a misspelt ``--config.key`` fails before anything runs;
 ``config_base.validate_config`` checks the values before anything compiles.
@@ -89,20 +89,21 @@ def _eval_main(argv):
 def _predict_main(argv):
   _setup(argv)
   try:
-    result = predict.write_edge_maps(
+    result = predict.write_predictions(
       FLAGS.config,
       FLAGS.workdir,
       FLAGS.out_dir,
       split=FLAGS.split,
       step=FLAGS.step,
       best=FLAGS.best,
-      scales=tuple(float(v) for v in FLAGS.scales),
+      scales=predict.check_scales(FLAGS.scales),
+      save_npy=FLAGS.save_npy,
     )
   except (ValueError, FileNotFoundError) as e:
     _fail(e)
   print(
-    f"wrote {len(result['ids'])} PNGs of split {result['split']!r} "
-    f"(step {result['step']}) to {result['out_dir']}"
+    f"wrote {len(result['files'])} files ({result['task']}) for {len(result['ids'])} images "
+    f"of split {result['split']!r} (step {result['step']}) to {result['out_dir']}"
   )
 
 
@@ -135,22 +136,31 @@ def run_predict():
   _define_common()
   _define_checkpoint_choice()
   flags.DEFINE_string(
-    "out_dir", None, "Where <image id>.png edge maps are written (also --out-dir)."
+    "out_dir",
+    None,
+    "Output folder (also --out-dir): <image id>.png per image; edges: 8-bit probability; "
+    "segmentation: class ids (VOC palette for voc2012/pascal_context); normals: RGB of "
+    "(n + 1) / 2 * 255.",
   )
   flags.DEFINE_string("split", None, "Split to predict (default: config.dataset.eval_split).")
   flags.DEFINE_list(
     "scales",
     ["1.0"],
     "Test-time scales whose maps are averaged, "
-    "e.g. 0.5,1,1.5 (multi-scale testing); default 1.0 only.",
+    "e.g. 0.5,1,1.5 (multi-scale testing; segmentation averages class probabilities, "
+    "normals unit vectors); default 1.0 only.",
+  )
+  flags.DEFINE_bool(
+    "save_npy", False, "Normals only: also write <image id>.npy, float32 [H, W, 3] unit normals."
   )
   flags.mark_flags_as_required(["out_dir"])
   cli.run(
     _predict_main,
-    "Writes edge-probability PNGs of a split with a checkpoint of a work directory.\n\n"
-    "pixelnet-predict --config CONFIG.py --workdir DIR --out_dir PNGS [--split val] "
-    "[--step N | --best] [--scales 0.5,1,1.5]",
-    _COMMON + _CHOICE + ["out_dir", "split", "scales"],
+    "Writes a split's predictions (one PNG per image, the task's format) with a "
+    "checkpoint of a work directory.\n\n"
+    "pixelnet-predict --config CONFIG.py --workdir DIR --out_dir OUT [--split val] "
+    "[--step N | --best] [--scales 0.5,1,1.5] [--save_npy]",
+    _COMMON + _CHOICE + ["out_dir", "split", "scales", "save_npy"],
   )
 
 

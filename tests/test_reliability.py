@@ -345,7 +345,16 @@ def test_each_launcher_help_lists_its_flags():
   expected = {
     "pixelnet-train": ["config", "workdir", "verbosity"],
     "pixelnet-eval": ["config", "workdir", "step", "best", "verbosity"],
-    "pixelnet-predict": ["config", "workdir", "step", "best", "out_dir", "split", "scales"],
+    "pixelnet-predict": [
+      "config",
+      "workdir",
+      "step",
+      "best",
+      "out_dir",
+      "split",
+      "scales",
+      "save_npy",
+    ],
   }
   procs = {
     name: subprocess.Popen(

@@ -295,7 +295,12 @@ def tfds_source(
   builder = readers.prepare_builder(
     PascalContext, data_dir, manual_dir, MANUAL_DOWNLOAD_INSTRUCTIONS
   )
-  return readers.TfdsSource(builder, split, functools.partial(_from_record, background=background))
+  return readers.TfdsSource(
+    builder,
+    split,
+    functools.partial(_from_record, background=background),
+    label_palette=readers.voc_palette(),
+  )
 
 
 def folder_source(
@@ -303,7 +308,11 @@ def folder_source(
 ) -> readers.ListSource:
   """PASCAL-Context read straight from the manual directory; same examples as tfds_source."""
   return readers.ListSource(
-    "pascal_context", split, list_split(manual_dir, split), _Reader(manual_dir, background)
+    "pascal_context",
+    split,
+    list_split(manual_dir, split),
+    _Reader(manual_dir, background),
+    readers.voc_palette(),
   )
 
 

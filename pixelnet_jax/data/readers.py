@@ -11,6 +11,10 @@ Conventions of the examples the sources return:
   label   [H, W] int32, classes 0..C-1, IGNORE_LABEL (255) = ignore
   id      str
 
+A source may carry ``label_palette`` ([256, 3] uint8 or None): the colour map its label
+files are stored under (VOC's for voc2012 and pascal_context, ``voc_palette``), so that
+predicted class-id maps can be written the same way (``pixelnet-predict``).
+
 TFDS part: `ArrayRecordBuilder` (base of the datasets' builders: array_record files,
 images stored as their encoded bytes, readable without TensorFlow), `prepare_builder`
 (build on first use from the manual directory) and `TfdsSource` (random access over the
@@ -158,6 +162,22 @@ def encode_png(image: np.ndarray) -> bytes:
   buffer = io.BytesIO()
   Image.fromarray(np.asarray(image, np.uint8)).save(buffer, format="PNG")
   return buffer.getvalue()
+
+
+def voc_palette() -> np.ndarray:
+  """The PASCAL VOC colour map, [256, 3] uint8 (VOCdevkit's ``labelcolormap``).
+
+  The bits of index i are spread over R, G, B from the most significant bit down (bit
+  3j of i -> bit 7 - j of R, 3j + 1 -> G, 3j + 2 -> B): 0 (0, 0, 0), 1 (128, 0, 0),
+  15 (192, 128, 128), 255 = void (224, 224, 192). The palette of VOC's SegmentationClass
+  PNGs.
+  """
+  index = np.arange(256)
+  palette = np.zeros((256, 3), np.int64)
+  for j in range(8):
+    for channel in range(3):
+      palette[:, channel] |= ((index >> (3 * j + channel)) & 1) << (7 - j)
+  return palette.astype(np.uint8)
 
 
 # ------------------------------------------------------------------------------- checking
@@ -346,6 +366,7 @@ class TfdsSource:
     split: str,
     to_example: Callable[[Mapping[str, Any]], dict],
     image_keys: Iterable[str] = ("image",),
+    label_palette: np.ndarray | None = None,
   ):
     if split not in builder.info.splits:
       raise MissingDataError(
@@ -355,6 +376,7 @@ class TfdsSource:
       )
     self.name = builder.name
     self.split = split
+    self.label_palette = label_palette
     self._to_example = to_example
     self._records = builder.as_data_source(
       split, decoders={k: tfds.decode.SkipDecoding() for k in image_keys}
@@ -373,11 +395,19 @@ class TfdsSource:
 class ListSource:
   """Random access over a list of file records; `load(record)` reads one example."""
 
-  def __init__(self, name: str, split: str, records: list, load: Callable[[Any], dict]):
+  def __init__(
+    self,
+    name: str,
+    split: str,
+    records: list,
+    load: Callable[[Any], dict],
+    label_palette: np.ndarray | None = None,
+  ):
     if not records:
       raise MissingDataError(f"{name} split {split!r} is empty: its list names no files.")
     self.name = name
     self.split = split
+    self.label_palette = label_palette
     self.records = records
     self._load = load
 

@@ -244,12 +244,14 @@ def tfds_source(
   if split not in SPLITS:
     raise ValueError(f"VOC2012 split must be one of {SPLITS}, got {split!r}.")
   builder = readers.prepare_builder(Voc2012, data_dir, manual_dir, MANUAL_DOWNLOAD_INSTRUCTIONS)
-  return readers.TfdsSource(builder, split, _from_record)
+  return readers.TfdsSource(builder, split, _from_record, label_palette=readers.voc_palette())
 
 
 def folder_source(split: str, manual_dir: os.PathLike | str) -> readers.ListSource:
   """VOC2012 read straight from the manual directory; same examples as tfds_source."""
-  return readers.ListSource("voc2012", split, list_split(manual_dir, split), load_example)
+  return readers.ListSource(
+    "voc2012", split, list_split(manual_dir, split), load_example, readers.voc_palette()
+  )
 
 
 @DATASETS.register(
