@@ -84,7 +84,9 @@ def predict_split(
   than (1.0,): see ``multiscale_decode``.
   """
   source = registry.get_source(config.dataset.name, split, config.dataset)
-  predict = evaluate.dense_predictor(model, config.eval.get("chunk_size"))
+  predict = evaluate.dense_predictor(
+    model, config.eval.get("chunk_size"), config.eval.get("scale", 1.0)
+  )
   variables = {"params": state.params, "batch_stats": state.batch_stats}
   batch_size = int(config.eval.batch_size)
   index = 0
