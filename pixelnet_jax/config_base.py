@@ -19,6 +19,7 @@ The launcher locks the config, so ``--config.x=y`` on an unknown key fails loudl
 from __future__ import annotations
 
 import json
+import os
 
 import ml_collections
 from ml_collections import config_dict
@@ -53,6 +54,9 @@ def paper_config(
   c.augment = ml_collections.ConfigDict()
   c.augment.flip = True
   c.augment.gain_range = (0.8, 1.3)
+  # (low, high): each training image is resized by a factor drawn from U[low, high]
+  # before the crop (multi-scale training); None keeps the stored size.
+  c.augment.scale_range = config_dict.placeholder(tuple)
   c.data_threads = 2
   c.data_workers = 0
 
@@ -73,6 +77,10 @@ def paper_config(
   c.eval.batch_size = 1
   c.eval.num_pictures = 4
   c.eval.chunk_size = config_dict.placeholder(int)  # None: model.dense_chunk_size
+  # Images are resized by this factor for dense prediction and the outputs resized back,
+  # so metrics are always at the labels' native resolution (e.g. 0.5 after training on
+  # half-size images).
+  c.eval.scale = 1.0
   return c
 
 
@@ -104,6 +112,58 @@ def procedural_cpu_config(task: str) -> ml_collections.ConfigDict:
   c.log_every = 50
   c.eval_every = 400
   c.checkpoint_every = 200
+  return c
+
+
+# Environment variable naming the folder that holds the real datasets' extracted trees
+# (the tests' samples use the same one); real-data configs default manual_dir to it.
+DATA_ENV = "PIXELNET_TEST_DATA"
+
+
+def manual_dir_from_env(subdir: str) -> str | None:
+  """``$PIXELNET_TEST_DATA/<subdir>`` when the variable is set, else None (unset)."""
+  root = os.environ.get(DATA_ENV)
+  return os.path.join(root, subdir) if root else None
+
+
+def real_data_cpu_config(task: str, dataset: str) -> ml_collections.ConfigDict:
+  """The paper config shrunk for a 2-core CPU on a real dataset read from its folder.
+
+  A compact VGG from scratch (5 stages, 32-128 channels, 2 convs each, no fc, BatchNorm)
+  tapped at the end of every stage (stride 1 to 16), MLP 256^2 with dropout, 4 images x
+  1,000 pixels per step at 160^2 crops, Adam with warm-up, cosine decay and gradient
+  clipping (SGD from scratch needs far more steps than a CPU run allows). ``manual_dir``
+  stays unset (see ``manual_dir_from_env``): the run then stops before compiling with the
+  dataset's download instructions.
+  """
+  c = paper_config(task, dataset=dataset)
+  c.dataset.backend = "folder"
+  c.model.trunk = "vgg"
+  trunk = c.model.trunks.vgg
+  trunk.stage_widths = (32, 64, 96, 128, 128)
+  trunk.convs_per_stage = (2, 2, 2, 2, 2)
+  trunk.fc = False
+  trunk.init_std = 0.05
+  c.model.taps = ("conv1_2", "conv2_2", "conv3_2", "conv4_2", "conv5_2")
+  c.model.heads.mlp.widths = (256, 256)
+  c.model.heads.mlp.dropout = 0.1
+  c.model.heads.mlp.init_std = 0.01
+  c.model.dense_chunk_size = 16384
+  c.batch_size = 4
+  c.points_per_image = 1000
+  c.crop_size = 160
+  c.augment.gain_range = (0.8, 1.25)
+  c.optimizer.name = "adam"
+  c.optimizer.learning_rate = 1e-3
+  c.optimizer.weight_decay = 0.0
+  c.optimizer.schedule = "cosine"
+  c.optimizer.warmup_steps = 100
+  c.optimizer.grad_clip_norm = 5.0
+  c.num_train_steps = 2000
+  c.log_every = 50
+  c.eval_every = 1000
+  c.checkpoint_every = 250
+  c.eval.num_pictures = 4
   return c
 
 
@@ -167,6 +227,15 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int):
       f"config.batch_size={config.batch_size} must be a positive multiple of the "
       f"{num_devices} devices in use; change it or set config.num_devices."
     )
+  if config.augment.get("scale_range") is not None:
+    try:
+      pipeline.check_scale_range(config.augment.scale_range)
+    except (TypeError, ValueError) as e:
+      raise ConfigError(
+        f"config.augment.scale_range: {e} E.g. --config.augment.scale_range='(0.5, 1.0)'."
+      ) from e
+  if not float(config.eval.get("scale", 1.0)) > 0:
+    raise ConfigError(f"config.eval.scale must be > 0, got {config.eval.scale}.")
   if config.parallel not in PARALLEL:
     raise ConfigError(f"config.parallel must be one of {PARALLEL}, got {config.parallel!r}.")
   _check_registered(optimizers.OPTIMIZERS, config.optimizer.name)
@@ -232,17 +301,21 @@ def config_drift(old, new) -> list[tuple[str, object, object]]:
   ``old`` is the saved ``config.json`` (a dict), ``new`` the run's config (a ConfigDict
   or dict); values are compared as JSON sees them (tuples == lists). Keys listed in
   ``RESUME_MAY_CHANGE`` (or under one of them) are ignored; a key present on one side only
-  counts as a difference, shown as ``<absent>``.
+  counts as a difference, shown as ``<absent>``, unless the other side is None (a field
+  added later with an unset default).
   """
   old, new = _flatten(_normalise(old)), _flatten(_normalise(new))
 
   def allowed(key):
     return any(key == p or key.startswith(p + ".") for p in RESUME_MAY_CHANGE)
 
+  def same(a, b):  # A key added since (default None) matches its absence.
+    return a == b or (a is None and b == _ABSENT) or (a == _ABSENT and b is None)
+
   return [
     (key, old.get(key, _ABSENT), new.get(key, _ABSENT))
     for key in sorted(set(old) | set(new))
-    if not allowed(key) and old.get(key, _ABSENT) != new.get(key, _ABSENT)
+    if not allowed(key) and not same(old.get(key, _ABSENT), new.get(key, _ABSENT))
   ]
 
 

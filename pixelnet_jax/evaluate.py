@@ -28,13 +28,28 @@ from pixelnet_jax.state import create_train_state, host_state
 logging = utils.get_logger()
 
 
-def dense_predictor(model: PixelNet, chunk_size: int | None):
-  """jit(variables, images [B, H, W, 3]) -> dense outputs [B, H, W, K]."""
-  return jax.jit(
-    lambda variables, images: model.apply(
-      variables, images, method=PixelNet.predict_dense, chunk_size=chunk_size
-    )
-  )
+def dense_predictor(model: PixelNet, chunk_size: int | None, scale: float = 1.0):
+  """jit(variables, images [B, H, W, 3]) -> dense outputs [B, H, W, K].
+
+  With ``scale`` != 1 the images are resized by it (bilinear, antialiased when shrinking),
+  predicted, and the outputs resized back to [H, W] (bilinear, before any decoding), so
+  a model trained on rescaled images is still scored at the labels' resolution.
+  """
+  scale = float(scale)
+  if not scale > 0:
+    raise ValueError(f"scale must be > 0, got {scale}.")
+
+  def predict(variables, images):
+    batch, height, width, channels = images.shape
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    if size != (height, width):
+      images = jax.image.resize(images, (batch, *size, channels), "linear")
+    outputs = model.apply(variables, images, method=PixelNet.predict_dense, chunk_size=chunk_size)
+    if size != (height, width):
+      outputs = jax.image.resize(outputs, (batch, height, width, outputs.shape[-1]), "linear")
+    return outputs
+
+  return jax.jit(predict)
 
 
 def _one_device_view(x):
@@ -64,10 +79,13 @@ class Evaluator:
   def __init__(self, config, model: PixelNet, task, source, workdir: str, writer=None):
     self.config, self.task, self.source = config, task, source
     self.workdir, self.writer = workdir, writer
-    self.predict = dense_predictor(model, config.eval.get("chunk_size"))
+    self.predict = dense_predictor(
+      model, config.eval.get("chunk_size"), config.eval.get("scale", 1.0)
+    )
     num_points = int(config.points_per_image)
     self._sample = jax.jit(lambda key, labels: task.sample(key, labels, num_points))
     self.picture_dir = os.path.join(workdir, "pictures")
+    self.details: dict[str, list] = {}  # The last run's metric_details.
 
   def run(self, state, step: int, should_stop=None) -> dict[str, float] | None:
     """The task's metrics of ``state`` on the eval split (written to the metric files).
@@ -101,12 +119,25 @@ class Evaluator:
     metrics = {
       k: float(v) for k, v in self.task.metric_result(metric_state).items() if np.ndim(v) == 0
     }
+    self.details = self.task.metric_details(metric_state)
+    if self.details:
+      self._write_details(step, metrics)
     logging.info(
       "eval at step %d: %s", step, "  ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))
     )
     if self.writer is not None:
       self.writer.write(step, "eval", metrics)
     return metrics
+
+  def _write_details(self, step: int, metrics: dict[str, float]):
+    """``<workdir>/eval/<split>_step<N>.json``: the scalars and the task's details (atomic)."""
+    folder = os.path.join(self.workdir, "eval")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{self.config.dataset.eval_split}_step{step:07d}.json")
+    record = {"step": step, "split": self.config.dataset.eval_split, **metrics, **self.details}
+    with open(path + ".tmp", "w") as f:
+      json.dump(record, f)
+    os.replace(path + ".tmp", path)
 
   def _picture(self, step, index, batch, labels, prediction, i):
     os.makedirs(self.picture_dir, exist_ok=True)
@@ -170,8 +201,9 @@ def evaluate_checkpoint(
   """``pixelnet-eval``: restores a checkpoint of ``workdir`` and runs the dense protocol."""
   task, model, restored = restore_checkpoint(config, workdir, step=step, best=best)
   source = registry.get_source(config.dataset.name, config.dataset.eval_split, config.dataset)
-  metrics = Evaluator(config, model, task, source, workdir).run(restored, int(restored.step))
+  evaluator = Evaluator(config, model, task, source, workdir)
+  metrics = evaluator.run(restored, int(restored.step))
   result = {"step": int(restored.step), "split": config.dataset.eval_split, **metrics}
   with open(os.path.join(workdir, f"eval_step{int(restored.step)}.json"), "w") as f:
-    json.dump(result, f, indent=2)
+    json.dump({**result, **evaluator.details}, f, indent=2)
   return result

@@ -1,7 +1,8 @@
 """Dense prediction of a whole split to files, one per image, for every task.
 
 Every image of the split is predicted at its native resolution with the evaluation path
-(``evaluate.dense_predictor`` and the task's ``decode``) and written as
+(``evaluate.dense_predictor``, which resizes by ``config.eval.scale`` and the outputs
+back, and the task's ``decode``) and written as
 ``<out_dir>/<image id>.png`` (an id with '/' gives a sub-folder, e.g. NYUv2's
 ``test/0``). The format is the task's writer, registered in ``WRITERS`` by task name:
 
@@ -318,7 +319,9 @@ def predict_split(
   scales = check_scales(scales)
   source = source or registry.get_source(config.dataset.name, split, config.dataset)
   writer = writer or get_writer(task, source)
-  predict = evaluate.dense_predictor(model, config.eval.get("chunk_size"))
+  predict = evaluate.dense_predictor(
+    model, config.eval.get("chunk_size"), config.eval.get("scale", 1.0)
+  )
   variables = {"params": state.params, "batch_stats": state.batch_stats}
   batch_size = int(config.eval.batch_size)
   index = 0

@@ -163,6 +163,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     num_threads=int(config.data_threads),
     flip=bool(config.augment.flip),
     gain_range=tuple(config.augment.gain_range) if config.augment.gain_range else None,
+    scale_range=tuple(config.augment.scale_range) if config.augment.get("scale_range") else None,
     label_keys=task.label_keys,
     label_specs=task.label_specs(),
     validate=functools.partial(_validate_batch, task),

@@ -1,15 +1,19 @@
 """CamVid sources against the shared SegNet sample: split sizes, void handling, TFDS == folder,
 and clear errors for bad files (written into tmp_path)."""
 
+import importlib.util
+import json
 import os
 import pathlib
 import shutil
+import subprocess
 import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from pixelnet_jax import config_base
 from pixelnet_jax.data import camvid, readers, registry
 
 
@@ -149,3 +153,73 @@ def test_label_value_outside_the_classes(camvid_dir, tmp_path):
   # The build checks every file too, naming the bad one.
   with pytest.raises(readers.DataError, match=label_path.name):
     camvid.tfds_source("train", tmp_path / "tfds", tmp_path)
+
+
+CONFIG = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs"
+BIN = pathlib.Path(sys.executable).parent
+
+
+def _load_camvid_config():
+  spec = importlib.util.spec_from_file_location("camvid_cfg", CONFIG / "camvid_segmentation.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+@pytest.mark.parametrize("variant", ["", "cpu", "quick"])
+def test_config_variants_validate(variant, camvid_dir, monkeypatch):
+  monkeypatch.setenv("PIXELNET_TEST_DATA", str(camvid_dir.parent))
+  config = _load_camvid_config().get_config(variant)
+  task, crop = config_base.validate_config(config, 1)
+  assert task.num_classes == camvid.NUM_CLASSES
+  assert config.dataset.manual_dir == str(camvid_dir)
+  # Crops smaller than CamVid's 360x480 images, also after the smallest rescale.
+  low = (config.augment.scale_range or (1.0, 1.0))[0]
+  assert crop[0] <= round(360 * low) and crop[1] <= round(480 * low)
+
+
+def test_unknown_variant_names_the_choices():
+  with pytest.raises(ValueError, match="quick"):
+    _load_camvid_config().get_config("fast")
+
+
+def test_quick_trains_then_evaluates_on_test(camvid_dir, tmp_path):
+  """The contract's commands, shortened: train :quick, then pixelnet-eval on test."""
+  workdir = tmp_path / "run"
+  common = [
+    "--config",
+    f"{CONFIG / 'camvid_segmentation.py'}:quick",
+    "--workdir",
+    str(workdir),
+    f"--config.dataset.manual_dir={camvid_dir}",
+    "--config.dataset.backend=folder",
+  ]
+  short = [
+    "--config.num_train_steps=3",
+    "--config.log_every=1",
+    "--config.eval_every=1000",
+    "--config.dataset.num_eval_examples=2",
+    "--config.batch_size=2",
+    "--config.points_per_image=200",
+    "--config.num_devices=1",
+  ]
+  env = {**os.environ, "PIXELNET_TEST_DATA": ""}
+  train_run = subprocess.run(
+    [str(BIN / "pixelnet-train"), *common, *short], capture_output=True, text=True, env=env
+  )
+  assert train_run.returncode == 0, train_run.stderr[-3000:]
+  losses = [
+    json.loads(line)["loss"]
+    for line in (workdir / "metrics.jsonl").read_text().splitlines()
+    if json.loads(line).get("split") == "train"
+  ]
+  assert len(losses) == 3 and all(np.isfinite(losses))
+  eval_run = subprocess.run(
+    [str(BIN / "pixelnet-eval"), *common, *short, "--config.dataset.eval_split=test"],
+    capture_output=True,
+    text=True,
+    env=env,
+  )
+  assert eval_run.returncode == 0, eval_run.stderr[-3000:]
+  result = json.loads(eval_run.stdout.strip().splitlines()[-1])
+  assert result["split"] == "test" and 0.0 <= result["miou"] <= 1.0

@@ -244,7 +244,7 @@ def augment(
   """
   out = select_keys(example, label_keys)
   if scale_range is not None:
-    out = rescale(out, float(rng.uniform(*_check_scale_range(scale_range))))
+    out = rescale(out, float(rng.uniform(*check_scale_range(scale_range))))
   out = random_crop(out, crop_size, rng, label_specs)
   do_flip = bool(rng.random() < 0.5)
   gains = (
@@ -256,7 +256,8 @@ def augment(
   return out
 
 
-def _check_scale_range(scale_range: tuple[float, float]) -> tuple[float, float]:
+def check_scale_range(scale_range: tuple[float, float]) -> tuple[float, float]:
+  """``scale_range`` as two floats; ValueError unless 0 < low <= high."""
   low, high = (float(v) for v in scale_range)
   if not 0 < low <= high:
     raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {scale_range!r}.")
@@ -322,7 +323,7 @@ def train_dataset(
     scale_range=scale_range,
   )
   if scale_range is not None:
-    _check_scale_range(scale_range)
+    check_scale_range(scale_range)
   ds = grain.MapDataset.source(source).seed(_check_seed(seed))
   ds = ds.shuffle().repeat(None)  # shuffle before repeat: a fresh permutation per epoch
   ds = ds.random_map(aug).map(finalize)

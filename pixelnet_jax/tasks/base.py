@@ -267,6 +267,12 @@ class Task:
   def metric_result(self, state: MetricState) -> dict[str, float]:
     raise NotImplementedError
 
+  def metric_details(self, state: MetricState) -> dict[str, list]:
+    """Non-scalar results worth keeping beside the scalars (e.g. per-class IoU, the
+    confusion matrix), as JSON-ready lists; none by default."""
+    del state
+    return {}
+
 
 # ----------------------------------------------------------------------------
 # Shared helpers.

@@ -114,3 +114,12 @@ class SegmentationTask(base.Task):
     """Scalars; per-class IoU is ``metrics.segmentation.scores(state['confusion'])``."""
     result = seg_metrics.scores(state["confusion"])
     return {k: result[k] for k in ("miou", "pixel_accuracy", "mean_accuracy")}
+
+  def metric_details(self, state):
+    """Per-class IoU and recall (None where undefined) and the confusion matrix (rows =
+    ground truth, columns = prediction)."""
+    result = seg_metrics.scores(state["confusion"])
+    per_class = {
+      k: [None if np.isnan(v) else float(v) for v in result[k]] for k in ("iou", "accuracy")
+    }
+    return {**per_class, "confusion": np.asarray(state["confusion"]).tolist()}
