@@ -31,8 +31,6 @@ Choices, and why:
   train; test is scored every 1,000 steps at native 288x384.
 """
 
-import os
-
 from pixelnet_jax import config_base
 
 # Folder under $PIXELNET_TEST_DATA holding the MTAN layout (the 10 sample frames).
@@ -41,9 +39,9 @@ VARIANTS = ("", "cpu")
 
 
 def _manual_dir(c):
-  root = os.environ.get("PIXELNET_TEST_DATA")
-  if root:
-    c.dataset.manual_dir = os.path.join(root, SAMPLE_DIR)
+  manual_dir = config_base.manual_dir_from_env(SAMPLE_DIR)
+  if manual_dir:
+    c.dataset.manual_dir = manual_dir
   # Else it stays an unset placeholder: the run stops before compiling with
   # "needs config.dataset.manual_dir" and the download instructions.
 
@@ -61,13 +59,8 @@ def paper():
 
 
 def cpu():
-  c = _nyu(config_base.paper_config("normals", dataset="nyuv2_normals"))
-  c.dataset.backend = "folder"
-  c.task.sampling = "uniform"
-  c.num_train_steps = 2000
-  c.eval_every = 1000
-  c.checkpoint_every = 250
-  return c
+  # real_data_cpu_config as it is: uniform sampling, 2,000 steps, test every 1,000.
+  return _nyu(config_base.real_data_cpu_config("normals", "nyuv2_normals"))
 
 
 def get_config(variant: str = ""):

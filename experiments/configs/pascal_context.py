@@ -34,8 +34,6 @@ Choices of ``cpu``, and why:
   ``--config.dataset.num_eval_examples`` shortens it for a quick look).
 """
 
-import os
-
 from pixelnet_jax import config_base
 
 # Folder under $PIXELNET_TEST_DATA of the PASCAL-Context samples (the class lists).
@@ -44,15 +42,14 @@ WORDS = ("cpu", "60")
 
 
 def _manual_dir(c):
-  root = os.environ.get("PIXELNET_TEST_DATA")
-  if root:
-    c.dataset.manual_dir = os.path.join(root, SAMPLE_DIR)
+  manual_dir = config_base.manual_dir_from_env(SAMPLE_DIR)
+  if manual_dir:
+    c.dataset.manual_dir = manual_dir
   # Else it stays an unset placeholder: the run stops before compiling with
   # "needs config.dataset.manual_dir" and the download instructions.
 
 
-def paper():
-  c = config_base.paper_config("segmentation", dataset="pascal_context")
+def _context(c):
   c.task.num_classes = 59
   c.dataset.background = "ignore"
   c.dataset.train_split = "train"
@@ -61,9 +58,12 @@ def paper():
   return c
 
 
+def paper():
+  return _context(config_base.paper_config("segmentation", dataset="pascal_context"))
+
+
 def cpu():
-  c = paper()
-  c.dataset.backend = "folder"
+  c = _context(config_base.real_data_cpu_config("segmentation", "pascal_context"))
   c.task.sampling = "class_stratified"
   c.augment.scale_range = (0.5, 0.8)
   c.eval.scale = 0.65

@@ -33,8 +33,6 @@ Choices of ``:cpu``, and why:
   ``camvid_segmentation.py:cpu``; val is scored at the end only (1,449 dense images).
 """
 
-import os
-
 from pixelnet_jax import config_base
 
 # Folder under $PIXELNET_TEST_DATA holding VOCdevkit/ (the shared samples).
@@ -43,9 +41,9 @@ VARIANTS = ("", "cpu")
 
 
 def _manual_dir(c):
-  root = os.environ.get("PIXELNET_TEST_DATA")
-  if root:
-    c.dataset.manual_dir = os.path.join(root, SAMPLE_DIR)
+  manual_dir = config_base.manual_dir_from_env(SAMPLE_DIR)
+  if manual_dir:
+    c.dataset.manual_dir = manual_dir
   # Else it stays an unset placeholder: the run stops before compiling with
   # "needs config.dataset.manual_dir" and the download instructions.
 
@@ -63,8 +61,7 @@ def paper():
 
 
 def cpu():
-  c = _voc(config_base.paper_config("segmentation", dataset="voc2012"))
-  c.dataset.backend = "folder"
+  c = _voc(config_base.real_data_cpu_config("segmentation", "voc2012"))
   c.task.sampling = "class_stratified"
   c.augment.scale_range = (0.5, 0.8)
   c.eval.scale = 0.65
