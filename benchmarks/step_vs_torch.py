@@ -541,8 +541,8 @@ def parse_args(argv=None):
     "--warmup",
     type=int,
     default=2,
-    help="untimed steps first (JAX: the framework's pmap step compiles on each of its "
-    "first two calls)",
+    help="untimed steps first (JAX compiles the step on the first; the second absorbs "
+    "one-off allocations)",
   )
   p.add_argument(
     "--dense_steps", type=int, default=None, help="timed dense steps (default --steps)"
@@ -751,8 +751,7 @@ def main(argv=None):
   result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
   result["notes"] = [
     "step_s_*: wall seconds per timed train step after --warmup untimed ones (warmup_s; "
-    "JAX's first two include compilation: the framework's pmap step traces and compiles "
-    "on each of its first two calls); the same batch every step.",
+    "JAX's first includes compilation); the same batch every step.",
     "ratio_jax_over_torch_step_s > 1: JAX slower.",
     "flops.step = 3 x (trunk convs + head matmuls); fraction_of_peak divides the achieved "
     "FLOP/s by the fp32 matmul peak of the same framework's device.",

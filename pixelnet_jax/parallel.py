@@ -41,6 +41,11 @@ class ParallelStep:
     step = functools.partial(
       train_step, model=model, task=task, num_points=int(config.points_per_image)
     )
+    # Both kinds hold the state replicated on a one-axis mesh over the devices: that is
+    # the layout the step returns it in, so the first call compiles the step for the same
+    # inputs as every later one (a single-device first state made pmap compile twice).
+    self.mesh = Mesh(np.asarray(self.devices), (AXIS,))
+    self._state_sharding = NamedSharding(self.mesh, P())
     if self.kind == "pmap":
       self._fn = jax.pmap(
         step,
@@ -51,17 +56,14 @@ class ParallelStep:
         donate_argnums=(0,),
       )
     else:
-      self.mesh = Mesh(np.asarray(self.devices), (AXIS,))
       self._batch_sharding = NamedSharding(self.mesh, P(AXIS))
-      self._state_sharding = NamedSharding(self.mesh, P())
       sharded = jax.shard_map(
         step, mesh=self.mesh, in_specs=(P(), P(AXIS)), out_specs=(P(), P()), check_vma=False
       )
       self._fn = jax.jit(sharded, donate_argnums=(0,))
 
   def put_state(self, state):
-    if self.kind == "pmap":
-      return state
+    """``state`` replicated over the devices, as the step takes and returns it."""
     return jax.device_put(state, self._state_sharding)
 
   def __call__(self, state, batch):

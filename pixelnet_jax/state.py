@@ -41,8 +41,8 @@ def create_train_state(config, model, key, image_shape) -> TrainState:
     batch_stats=variables.get("batch_stats", {}),
     rng=jax.random.key_data(key_train),
   )
-  # An int32 array, not a weakly typed Python 0: the step's output step is int32, so a
-  # weak first input would make the step compile a second time on its second call.
+  # An int32 array, as the step returns it (not a weakly typed Python 0), so the state's
+  # types are the same before and after a step.
   return state.replace(step=jnp.zeros((), jnp.int32))
 
 
