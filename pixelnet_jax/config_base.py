@@ -126,6 +126,35 @@ def manual_dir_from_env(subdir: str) -> str | None:
   return os.path.join(root, subdir) if root else None
 
 
+def real_data_config(
+  c: ml_collections.ConfigDict, sample_dir: str, train_split: str, eval_split: str
+) -> ml_collections.ConfigDict:
+  """Sets a real dataset's splits and ``manual_dir`` (``manual_dir_from_env(sample_dir)``)
+  on ``c``; without ``$PIXELNET_TEST_DATA`` manual_dir stays unset, and the run stops
+  before compiling with the dataset's download instructions."""
+  c.dataset.train_split = train_split
+  c.dataset.eval_split = eval_split
+  manual_dir = manual_dir_from_env(sample_dir)
+  if manual_dir:
+    c.dataset.manual_dir = manual_dir
+  return c
+
+
+def segmentation_cpu_config(dataset: str, num_classes: int) -> ml_collections.ConfigDict:
+  """``real_data_cpu_config`` with the recipe of the CamVid ``:cpu`` result: class-
+  stratified sampling, each image resized by U[0.5, 0.8] before a 176^2 crop, scored at
+  ``eval.scale`` 0.65 (the middle of that range), 6,000 steps."""
+  c = real_data_cpu_config("segmentation", dataset)
+  c.task.num_classes = num_classes
+  c.task.sampling = "class_stratified"
+  c.augment.scale_range = (0.5, 0.8)
+  c.crop_size = 176  # Inside the smallest rescaled 360x480 image (180x240).
+  c.eval.scale = 0.65
+  c.num_train_steps = 6000
+  c.checkpoint_every = 500
+  return c
+
+
 def real_data_cpu_config(task: str, dataset: str) -> ml_collections.ConfigDict:
   """The paper config shrunk for a 2-core CPU on a real dataset read from its folder.
 

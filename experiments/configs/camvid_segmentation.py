@@ -52,32 +52,18 @@ VARIANTS = ("", "cpu", "quick")
 def paper():
   c = config_base.paper_config("segmentation", dataset="camvid")
   c.task.num_classes = 11
-  c.dataset.train_split = "train"
-  c.dataset.eval_split = "val"
-  manual_dir = config_base.manual_dir_from_env("camvid")
-  if manual_dir:
-    c.dataset.manual_dir = manual_dir
   c.num_train_steps = 20000
   c.eval_every = 2000
-  return c
+  return config_base.real_data_config(c, "camvid", "train", "val")
 
 
 def cpu():
-  c = config_base.real_data_cpu_config("segmentation", "camvid")
-  c.task.num_classes = 11
-  c.task.sampling = "class_stratified"
+  c = config_base.segmentation_cpu_config("camvid", 11)
   c.task.class_fractions = SQRT_FREQUENCY_SHARES
-  manual_dir = config_base.manual_dir_from_env("camvid")
-  if manual_dir:
-    c.dataset.manual_dir = manual_dir
-  c.augment.scale_range = (0.5, 0.8)
-  c.crop_size = 176  # Inside the smallest rescaled image (180x240).
-  c.eval.scale = 0.65
   c.optimizer.learning_rate = 2e-3
   c.num_train_steps = 8000
   c.eval_every = 2000
-  c.checkpoint_every = 500
-  return c
+  return config_base.real_data_config(c, "camvid", "train", "val")
 
 
 def quick():

@@ -38,20 +38,9 @@ SAMPLE_DIR = "nyuv2_mtan"
 VARIANTS = ("", "cpu")
 
 
-def _manual_dir(c):
-  manual_dir = config_base.manual_dir_from_env(SAMPLE_DIR)
-  if manual_dir:
-    c.dataset.manual_dir = manual_dir
-  # Else it stays an unset placeholder: the run stops before compiling with
-  # "needs config.dataset.manual_dir" and the download instructions.
-
-
 def _nyu(c):
-  c.dataset.train_split = "train"
-  c.dataset.eval_split = "test"
   c.model.tap_activation = "pre"
-  _manual_dir(c)
-  return c
+  return config_base.real_data_config(c, SAMPLE_DIR, "train", "test")
 
 
 def paper():

@@ -7,7 +7,7 @@ comma-separated list of the words below, e.g. ``:cpu,60``):
   BatchNorm, 224^2 crops, 5 images x 2,000 pixels sampled uniformly over labelled pixels,
   MLP 4096^2, SGD as in ``default.py``), read through the TFDS builder. Trained on
   ``train`` (4,998 VOC2010 images) and scored on ``val`` (5,105) at native resolution.
-- ``cpu``: the same data sized for 2 CPU cores (``config_base.real_data_cpu_config``),
+- ``cpu``: the same data sized for 2 CPU cores (``config_base.segmentation_cpu_config``),
   read from the extracted folders (``backend='folder'``). Not run here: no PASCAL-Context
   label maps are on this machine.
 - ``60``: background kept as class 0 of 60 (``dataset.background='class'``) instead of
@@ -25,7 +25,7 @@ the sources stop there with the expected tree) and must otherwise be given with
 Choices of ``cpu``, and why:
 - Scale: VOC2010 images (~500x375) resized by 0.5-0.8 for training and 0.65 for the
   evaluation (logits resized back): context classes (sky, grass, wall) are large
-  regions, and smaller images let a 160^2 crop see more of the scene per FLOP.
+  regions, and smaller images let a 176^2 crop see more of the scene per FLOP.
 - Sampling: class-stratified, equal shares over the classes present in each image:
   59 classes with a long tail (many objects cover < 0.1% of the pixels); uniform
   sampling would almost never show the rare ones to the MLP.
@@ -41,36 +41,18 @@ SAMPLE_DIR = "pascal_context"
 WORDS = ("cpu", "60")
 
 
-def _manual_dir(c):
-  manual_dir = config_base.manual_dir_from_env(SAMPLE_DIR)
-  if manual_dir:
-    c.dataset.manual_dir = manual_dir
-  # Else it stays an unset placeholder: the run stops before compiling with
-  # "needs config.dataset.manual_dir" and the download instructions.
-
-
-def _context(c):
+def paper():
+  c = config_base.paper_config("segmentation", dataset="pascal_context")
   c.task.num_classes = 59
   c.dataset.background = "ignore"
-  c.dataset.train_split = "train"
-  c.dataset.eval_split = "val"
-  _manual_dir(c)
-  return c
-
-
-def paper():
-  return _context(config_base.paper_config("segmentation", dataset="pascal_context"))
+  return config_base.real_data_config(c, SAMPLE_DIR, "train", "val")
 
 
 def cpu():
-  c = _context(config_base.real_data_cpu_config("segmentation", "pascal_context"))
-  c.task.sampling = "class_stratified"
-  c.augment.scale_range = (0.5, 0.8)
-  c.eval.scale = 0.65
-  c.num_train_steps = 6000
+  c = config_base.segmentation_cpu_config("pascal_context", 59)
+  c.dataset.background = "ignore"
   c.eval_every = 6000
-  c.checkpoint_every = 500
-  return c
+  return config_base.real_data_config(c, SAMPLE_DIR, "train", "val")
 
 
 def with_background(c):

@@ -10,9 +10,10 @@ Variants (``--config experiments/configs/voc_segmentation.py[:variant]``):
   val id: the usual 10,582 images) and scored on VOC ``val`` (1,449 images) at native
   resolution, the paper's protocol. The paper starts from an ImageNet VGG-16; this
   framework trains from scratch, so its numbers are not the paper's.
-- ``:cpu``: the same data sized for 2 CPU cores (``config_base.real_data_cpu_config``),
-  read from the extracted folders (``backend='folder'``). Not run here: the full VOC and
-  SBD archives are not on this machine (only a one-image sample).
+- ``:cpu``: the same data sized for 2 CPU cores (``config_base.segmentation_cpu_config``,
+  the CamVid ``:cpu`` recipe), read from the extracted folders (``backend='folder'``).
+  Not run here: the full VOC and SBD archives are not on this machine (only a one-image
+  sample).
 
 Data: ``<manual_dir>/VOCdevkit/VOC2012/...`` and SBD's ``benchmark_RELEASE/dataset/`` (or
 ``dataset/``) beside it; see ``pixelnet_jax/data/voc2012.py``. ``manual_dir`` defaults to
@@ -23,7 +24,7 @@ before compiling, with download instructions. 255 (the void band) is the ignore 
 
 Choices of ``:cpu``, and why:
 - Scale: VOC objects fill much of a ~500x375 image, so training on images resized by
-  0.5-0.8 (``augment.scale_range``) shows a 160^2 crop more of each object per FLOP; the
+  0.5-0.8 (``augment.scale_range``) shows a 176^2 crop more of each object per FLOP; the
   evaluation resizes by ``eval.scale`` = 0.65 (the middle of that range) and the logits
   back, so metrics stay at native resolution.
 - Sampling: class-stratified, equal shares over the classes present in each image.
@@ -40,35 +41,16 @@ SAMPLE_DIR = "voc2012_sample"
 VARIANTS = ("", "cpu")
 
 
-def _manual_dir(c):
-  manual_dir = config_base.manual_dir_from_env(SAMPLE_DIR)
-  if manual_dir:
-    c.dataset.manual_dir = manual_dir
-  # Else it stays an unset placeholder: the run stops before compiling with
-  # "needs config.dataset.manual_dir" and the download instructions.
-
-
-def _voc(c):
-  c.task.num_classes = 21
-  c.dataset.train_split = "train_aug"
-  c.dataset.eval_split = "val"
-  _manual_dir(c)
-  return c
-
-
 def paper():
-  return _voc(config_base.paper_config("segmentation", dataset="voc2012"))
+  c = config_base.paper_config("segmentation", dataset="voc2012")
+  c.task.num_classes = 21
+  return config_base.real_data_config(c, SAMPLE_DIR, "train_aug", "val")
 
 
 def cpu():
-  c = _voc(config_base.real_data_cpu_config("segmentation", "voc2012"))
-  c.task.sampling = "class_stratified"
-  c.augment.scale_range = (0.5, 0.8)
-  c.eval.scale = 0.65
-  c.num_train_steps = 6000
+  c = config_base.segmentation_cpu_config("voc2012", 21)
   c.eval_every = 6000
-  c.checkpoint_every = 500
-  return c
+  return config_base.real_data_config(c, SAMPLE_DIR, "train_aug", "val")
 
 
 def get_config(variant: str = ""):
