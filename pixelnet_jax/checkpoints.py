@@ -19,6 +19,10 @@ Crash safety (what a SIGKILL at any moment leaves, and how the next run reads it
   committed, and is the source of truth: a ``best.json`` whose step is not under
   ``best/`` is reported and ignored, and ``restore(best=True)`` restores the step it names.
 
+Several processes (``distributed``): every process makes the same calls in the same order
+(orbax saves and restores together, process 0 writing the replicated host state);
+process 0 alone writes ``best.json`` and moves unreadable steps aside.
+
 Test hook (keep it out of configs): the environment variable
 ``PIXELNET_TEST_SLOW_COMMIT=STEP:SECONDS`` delays the commit (the rename) of step ``STEP``
 by ``SECONDS``, so that a test can kill a real process in the middle of an asynchronous
@@ -36,7 +40,7 @@ import time
 import numpy as np
 import orbax.checkpoint as ocp
 
-from pixelnet_jax import utils
+from pixelnet_jax import distributed, utils
 from pixelnet_jax.errors import CheckpointError
 from pixelnet_jax.state import host_state
 
@@ -217,14 +221,16 @@ class Checkpoints:
     return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
 
   def _move_aside(self, manager, folder: str, steps: list[int]):
-    target_root = os.path.join(self.workdir, "corrupt", folder)
-    os.makedirs(target_root, exist_ok=True)
-    for step in steps:
-      target = os.path.join(target_root, str(step))
-      if os.path.exists(target):
-        target = f"{target}.{time.strftime('%Y%m%d-%H%M%S')}"
-      shutil.move(os.path.join(self.workdir, folder, str(step)), target)
-      logging.warning("Moved unreadable checkpoint step %d to %s.", step, target)
+    if distributed.is_main():
+      target_root = os.path.join(self.workdir, "corrupt", folder)
+      os.makedirs(target_root, exist_ok=True)
+      for step in steps:
+        target = os.path.join(target_root, str(step))
+        if os.path.exists(target):
+          target = f"{target}.{time.strftime('%Y%m%d-%H%M%S')}"
+        shutil.move(os.path.join(self.workdir, folder, str(step)), target)
+        logging.warning("Moved unreadable checkpoint step %d to %s.", step, target)
+    distributed.sync("pixelnet_move_aside")  # Every process then lists the same steps.
     manager.reload()
 
   def maybe_save_best(self, step: int, state, metrics: dict[str, float]) -> bool:
@@ -239,9 +245,10 @@ class Checkpoints:
     # best.json follows the committed save, never precedes it (see the module docstring).
     self.best.wait_until_finished()
     self.best_step, self.best_value = step, value
-    _write_json_atomically(
-      self._best_file, {"step": step, "metric": self.main_metric, "value": value}
-    )
+    if distributed.is_main():
+      _write_json_atomically(
+        self._best_file, {"step": step, "metric": self.main_metric, "value": value}
+      )
     return True
 
   def wait(self):

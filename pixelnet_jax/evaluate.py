@@ -3,10 +3,17 @@
 Test time is dense: the trunk runs once per image and the head over chunks of
 pixels (``PixelNet.predict_dense``); the task decodes the outputs and
 accumulates its split-level metric on the host.
+
+Evaluation is sharded over devices and processes: eval batch n goes to process
+n mod P (which reads only its batches), and each process spreads its batches over its
+devices, one batch per device at a time. Every batch is predicted exactly as on one
+device, so the metrics do not depend on the layout; the processes' metric accumulators
+are merged (``Task.metric_merge``) and process 0 alone writes metrics and pictures.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -16,9 +23,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from PIL import Image
 
-from pixelnet_jax import config_base, models, utils
+from pixelnet_jax import config_base, distributed, models, parallel, utils
 from pixelnet_jax.checkpoints import Checkpoints
 from pixelnet_jax.data import pipeline, registry
 from pixelnet_jax.models import PixelNet
@@ -52,36 +61,79 @@ def dense_predictor(model: PixelNet, chunk_size: int | None, scale: float = 1.0)
   return jax.jit(predict)
 
 
-def _one_device_view(x):
-  """A device array replicated over several devices (the mesh's state) -> its copy on the
-  first one, without a host round trip; anything else as is (host arrays get transferred
-  by the jitted call)."""
-  if isinstance(x, jax.Array) and len(x.sharding.device_set) > 1:
-    if not x.sharding.is_fully_replicated:
-      raise ValueError(f"Evaluation needs a replicated state, got sharding {x.sharding}.")
-    return x.addressable_data(0)
-  return x
+def _replicated(x, sharding: NamedSharding):
+  """``x`` replicated over ``sharding`` (this process's devices) without a host round trip
+  where it can: a replicated device array (the train step's state, global or not) gives
+  its copies on those devices, its first copy moved to the others; a host array is
+  transferred."""
+  if not isinstance(x, jax.Array):
+    return jax.device_put(x, sharding)
+  if not x.sharding.is_fully_replicated:
+    raise ValueError(f"Evaluation needs a replicated state, got sharding {x.sharding}.")
+  have = {shard.device: shard.data for shard in x.addressable_shards}
+  copies = [
+    have[d] if d in have else jax.device_put(x.addressable_data(0), d)
+    for d in sharding.mesh.devices.flat
+  ]
+  return jax.make_array_from_single_device_arrays(x.shape, sharding, copies)
 
 
-def eval_batches(source, task, batch_size: int, limit: int | None) -> Iterator[dict]:
-  """Unaugmented batches of ``source`` in order (the first ``limit`` examples or all)."""
-  batches = pipeline.make_eval_batches(
-    source, batch_size, label_keys=task.label_keys, label_specs=task.label_specs()
+def sharded_predictor(predict, mesh: Mesh):
+  """``predict`` (a ``dense_predictor``) over the devices of ``mesh``, one batch each:
+  jit(variables replicated, images [D, B, H, W, 3] sharded over D) -> [D, B, H, W, K].
+  Compiled once per image shape for all the devices; each device runs ``predict`` on its
+  own batch as one device alone would."""
+  return jax.jit(
+    jax.shard_map(
+      lambda variables, images: predict(variables, images[0])[None],
+      mesh=mesh,
+      in_specs=(P(), P(parallel.AXIS)),
+      out_specs=P(parallel.AXIS),
+      check_vma=False,
+    )
   )
-  if limit is None:
-    return batches
-  return itertools.islice(batches, -(-int(limit) // batch_size))
+
+
+def num_eval_batches(source, batch_size: int, limit: int | None) -> int:
+  """How many batches ``eval_batches`` gives over all shards."""
+  count = len(source) if limit is None else min(len(source), int(limit))
+  return -(-count // int(batch_size))
+
+
+def eval_batches(
+  source, task, batch_size: int, limit: int | None, shard_index: int = 0, shard_count: int = 1
+) -> Iterator[dict]:
+  """Unaugmented batches of ``source`` in order (the first ``limit`` examples or all);
+  with ``shard_count`` > 1 only batches shard_index, shard_index + shard_count, ..."""
+  return pipeline.make_eval_batches(
+    source,
+    batch_size,
+    label_keys=task.label_keys,
+    label_specs=task.label_specs(),
+    num_batches=None if limit is None else num_eval_batches(source, batch_size, limit),
+    shard_index=shard_index,
+    shard_count=shard_count,
+  )
 
 
 class Evaluator:
   """Scores a state on the eval split; writes metrics and pictures into ``workdir``."""
 
-  def __init__(self, config, model: PixelNet, task, source, workdir: str, writer=None):
+  def __init__(
+    self, config, model: PixelNet, task, source, workdir: str, writer=None, devices=None
+  ):
+    """``devices``: the run's devices (``parallel.select_devices``, the default); this
+    process evaluates on its own among them."""
     self.config, self.task, self.source = config, task, source
     self.workdir, self.writer = workdir, writer
+    self.devices = parallel.local_devices(
+      parallel.select_devices(config) if devices is None else devices
+    )
     self.predict = dense_predictor(
       model, config.eval.get("chunk_size"), config.eval.get("scale", 1.0)
     )
+    self._mesh = Mesh(np.asarray(self.devices), (parallel.AXIS,))
+    self._predict_sharded = sharded_predictor(self.predict, self._mesh)
     num_points = int(config.points_per_image)
     self._sample = jax.jit(lambda key, labels: task.sample(key, labels, num_points))
     self.picture_dir = os.path.join(workdir, "pictures")
@@ -91,36 +143,45 @@ class Evaluator:
     """The task's metrics of ``state`` on the eval split (written to the metric files).
 
     ``state`` is a TrainState: device arrays as the train step left them, or host arrays;
-    dense predictions run on the device, metrics on the host. ``should_stop`` (a callable,
-    checked between batches) cuts the eval short, e.g. on Ctrl-C during training; it then
-    returns None and writes nothing.
+    dense predictions run on the devices, metrics on the host. ``should_stop`` (a callable,
+    checked before each round of one batch per device; in several processes, stopping if
+    it is true in any) cuts the eval short, e.g. on Ctrl-C during training; it then
+    returns None and writes nothing. Every process must call it (the same number of
+    rounds everywhere) and gets the same metrics.
     """
     variables = jax.tree.map(
-      _one_device_view, {"params": state.params, "batch_stats": state.batch_stats}
+      functools.partial(_replicated, sharding=NamedSharding(self._mesh, P())),
+      {"params": state.params, "batch_stats": state.batch_stats},
     )
     metric_state = self.task.metric_init()
-    num_pictures = int(self.config.eval.num_pictures)
+    num_pictures = int(self.config.eval.num_pictures) if distributed.is_main() else 0
     drawn = 0
     batch_size = int(self.config.eval.batch_size)
     limit = self.config.dataset.get("num_eval_examples")
-    for batch in eval_batches(self.source, self.task, batch_size, limit):
-      if should_stop is not None and should_stop():
+    processes = jax.process_count()
+    mine = eval_batches(self.source, self.task, batch_size, limit, jax.process_index(), processes)
+    per_process = -(-num_eval_batches(self.source, batch_size, limit) // processes)
+    for _ in range(-(-per_process // len(self.devices))):
+      if should_stop is not None and distributed.any_process(should_stop()):
         logging.warning("eval at step %d interrupted; its metrics are dropped.", step)
         return None
-      dense = self.predict(variables, jnp.asarray(batch["image"]))
-      prediction = np.asarray(self.task.decode(dense))
-      labels = {k: np.asarray(v) for k, v in self.task.select_labels(batch).items()}
-      metric_state = self.task.metric_update(metric_state, prediction, labels)
-      for i in range(prediction.shape[0]):
-        if drawn >= num_pictures:
-          break
-        self._picture(step, drawn, batch, labels, prediction, i)
-        drawn += 1
+      batches = list(itertools.islice(mine, len(self.devices)))
+      for batch, prediction in zip(batches, self._predict_round(variables, batches)):
+        labels = {k: np.asarray(v) for k, v in self.task.select_labels(batch).items()}
+        metric_state = self.task.metric_update(metric_state, prediction, labels)
+        for i in range(prediction.shape[0]):
+          if drawn >= num_pictures:
+            break
+          self._picture(step, drawn, batch, labels, prediction, i)
+          drawn += 1
+    metric_state = functools.reduce(
+      self.task.metric_merge, distributed.allgather_object(metric_state)
+    )
     metrics = {
       k: float(v) for k, v in self.task.metric_result(metric_state).items() if np.ndim(v) == 0
     }
     self.details = self.task.metric_details(metric_state)
-    if self.details:
+    if self.details and distributed.is_main():
       self._write_details(step, metrics)
     logging.info(
       "eval at step %d: %s", step, "  ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items()))
@@ -138,6 +199,21 @@ class Evaluator:
     with open(path + ".tmp", "w") as f:
       json.dump(record, f)
     os.replace(path + ".tmp", path)
+
+  def _predict_round(self, variables, batches: list[dict]) -> list[np.ndarray]:
+    """Decoded predictions of up to one batch per device, in order: batches of one image
+    shape run together (the devices a shape leaves idle repeat its last batch)."""
+    shapes = [b["image"].shape for b in batches]
+    results = [None] * len(batches)
+    for shape in dict.fromkeys(shapes):
+      group = [i for i, s in enumerate(shapes) if s == shape]
+      images = [batches[i]["image"] for i in group]
+      images += images[-1:] * (len(self.devices) - len(images))
+      stacked = jax.device_put(np.stack(images), NamedSharding(self._mesh, P(parallel.AXIS)))
+      decoded = np.asarray(self.task.decode(self._predict_sharded(variables, stacked)))
+      for row, i in enumerate(group):
+        results[i] = decoded[row]
+    return results
 
   def _picture(self, step, index, batch, labels, prediction, i):
     os.makedirs(self.picture_dir, exist_ok=True)
@@ -204,6 +280,7 @@ def evaluate_checkpoint(
   evaluator = Evaluator(config, model, task, source, workdir)
   metrics = evaluator.run(restored, int(restored.step))
   result = {"step": int(restored.step), "split": config.dataset.eval_split, **metrics}
-  with open(os.path.join(workdir, f"eval_step{int(restored.step)}.json"), "w") as f:
-    json.dump({**result, **evaluator.details}, f, indent=2)
+  if distributed.is_main():
+    with open(os.path.join(workdir, f"eval_step{int(restored.step)}.json"), "w") as f:
+      json.dump({**result, **evaluator.details}, f, indent=2)
   return result

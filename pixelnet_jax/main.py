@@ -10,6 +10,11 @@
 The config is locked, so a misspelt ``--config.key`` fails before anything runs;
 ``config_base.validate_config`` checks the values before anything compiles.
 
+Several processes (``pixelnet-train`` and ``pixelnet-eval``; docs/multihost.md): start the
+same command once per process with ``--coordinator_address=HOST:PORT --num_processes=N
+--process_id=I`` (nothing on a TPU pod slice, SLURM or Open MPI: JAX detects them);
+``config.batch_size`` is then global and process 0 alone writes files.
+
 Every launcher: ``--help`` lists its flags; ``--flag-name`` is accepted for ``--flag_name``
 (e.g. ``--out-dir``); library INFO logs (orbax, absl) are off unless ``--verbosity``
 (``-v``) is given, e.g. ``-v 0`` or ``-v 1``. Ctrl-C or SIGTERM during training saves the
@@ -25,7 +30,8 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from pixelnet_jax import cli, evaluate, predict, train
+from pixelnet_jax import cli, distributed, evaluate, predict, train
+from pixelnet_jax.errors import ConfigError
 
 FLAGS = flags.FLAGS
 
@@ -36,6 +42,20 @@ def _define_common():
   )
   flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and pictures.")
   flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _define_distributed():
+  flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "HOST:PORT of process 0, where the processes of a multi-process run meet (the same on "
+    "every process). Not needed where JAX detects the cluster (TPU pod slice, SLURM, Open MPI).",
+  )
+  flags.DEFINE_integer("num_processes", None, "How many processes the run has (1: a single one).")
+  flags.DEFINE_integer("process_id", None, "This process's index, 0 .. num_processes - 1.")
+
+
+_DISTRIBUTED = ["coordinator_address", "num_processes", "process_id"]
 
 
 def _define_checkpoint_choice():
@@ -50,8 +70,11 @@ def _setup(argv):
   # stream is mostly checkpointing chatter: off unless --verbosity / -v asks for it.
   if not FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
-  if jax.process_count() > 1:
-    logging.info("Process %d of %d.", jax.process_index(), jax.process_count())
+  if "num_processes" in FLAGS:  # Before anything touches a device.
+    try:
+      distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    except ConfigError as e:
+      _fail(e)
 
 
 def _fail(error: Exception):
@@ -68,11 +91,12 @@ def _train_main(argv):
     _fail(e)
   result = {k: v for k, v in summary.items() if k != "state"}
   print(json.dumps(result, default=float))
-  print(
-    f"Workdir {FLAGS.workdir}: metrics.jsonl, tensorboard/, pictures/*.png, "
-    "checkpoints/, best/, config.json",
-    file=sys.stderr,
-  )
+  if jax.process_index() == 0:
+    print(
+      f"Workdir {FLAGS.workdir}: metrics.jsonl, tensorboard/, pictures/*.png, "
+      "checkpoints/, best/, config.json",
+      file=sys.stderr,
+    )
 
 
 def _eval_main(argv):
@@ -113,22 +137,26 @@ _CHOICE = ["step", "best"]
 
 def run_train():
   _define_common()
+  _define_distributed()
   cli.run(
     _train_main,
     "Trains PixelNet (resuming the work directory if it has checkpoints).\n\n"
-    "pixelnet-train --config CONFIG.py --workdir DIR [--config.key=value ...]",
-    _COMMON,
+    "pixelnet-train --config CONFIG.py --workdir DIR [--config.key=value ...]\n"
+    f"  [{distributed.FLAGS_HELP}]",
+    _COMMON + _DISTRIBUTED,
   )
 
 
 def run_eval():
   _define_common()
   _define_checkpoint_choice()
+  _define_distributed()
   cli.run(
     _eval_main,
     "Evaluates a checkpoint of a work directory on the eval split.\n\n"
-    "pixelnet-eval --config CONFIG.py --workdir DIR [--step N | --best]",
-    _COMMON + _CHOICE,
+    "pixelnet-eval --config CONFIG.py --workdir DIR [--step N | --best]\n"
+    f"  [{distributed.FLAGS_HELP}]",
+    _COMMON + _CHOICE + _DISTRIBUTED,
   )
 
 

@@ -4,6 +4,11 @@
 ``config.parallel='mesh'`` under ``jax.jit`` of ``jax.shard_map`` over a one-axis
 ``Mesh`` with ``NamedSharding`` inputs. Both run the same function and give the
 same numbers.
+
+In a multi-process run (``distributed``) the devices are every process's, in process
+order; each process passes its share of the global batch (its slice of consecutive
+images), so device i of the step holds the same images whatever the process layout. The
+mesh assembles the global batch with ``jax.make_array_from_process_local_data``.
 """
 
 from __future__ import annotations
@@ -20,14 +25,24 @@ from pixelnet_jax.step import AXIS, train_step
 
 
 def select_devices(config) -> list:
-  """The local devices the step runs on: all, or the first ``config.num_devices``."""
-  devices = jax.local_devices()
+  """The devices the step runs on: every process's local devices (all, or the first
+  ``config.num_devices`` of each), ordered by process. One process: its local devices."""
+  local = jax.local_devices()
   wanted = config.get("num_devices")
-  if wanted is not None:
-    if not 1 <= int(wanted) <= len(devices):
-      raise ConfigError(f"config.num_devices={wanted} but {len(devices)} local devices exist.")
-    devices = devices[: int(wanted)]
-  return devices
+  if wanted is not None and not 1 <= int(wanted) <= len(local):
+    raise ConfigError(f"config.num_devices={wanted} but {len(local)} local devices exist.")
+  count = len(local) if wanted is None else int(wanted)
+  if jax.process_count() == 1:
+    return local[:count]
+  by_process = {}
+  for device in sorted(jax.devices(), key=lambda d: (d.process_index, d.id)):
+    by_process.setdefault(device.process_index, []).append(device)
+  return [d for p in sorted(by_process) for d in by_process[p][:count]]
+
+
+def local_devices(devices) -> list:
+  """This process's devices among ``devices`` (in their order)."""
+  return [d for d in devices if d.process_index == jax.process_index()]
 
 
 class ParallelStep:
@@ -37,6 +52,7 @@ class ParallelStep:
     """``model``: PixelNet built with ``bn_axis_name=AXIS`` (BatchNorm over the shards)."""
     self.devices = list(devices)
     self.num_devices = len(self.devices)
+    self.num_local_devices = len(local_devices(self.devices))
     self.kind = config.parallel
     step = functools.partial(
       train_step, model=model, task=task, num_points=int(config.points_per_image)
@@ -64,14 +80,32 @@ class ParallelStep:
 
   def put_state(self, state):
     """``state`` replicated over the devices, as the step takes and returns it."""
-    return jax.device_put(state, self._state_sharding)
+    if jax.process_count() == 1:
+      return jax.device_put(state, self._state_sharding)
+    # Every process holds the same state: each gives its copy for its own devices. (pmap
+    # too: jax 0.10's pmap loses a donated state that it has to reshard across processes.)
+    return jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(
+        self._state_sharding, np.asarray(x), np.shape(x)
+      ),
+      state,
+    )
 
   def __call__(self, state, batch):
-    """(new state, metrics on the device). ``state`` is donated: its buffers may be reused
-    for the new state, so the caller must not use it (nor hold views of it) afterwards."""
+    """(new state, metrics on the device). ``batch``: this process's share of the global
+    batch (all of it in one process). ``state`` is donated: its buffers may be reused for
+    the new state, so the caller must not use it (nor hold views of it) afterwards."""
     batch = {k: v for k, v in batch.items() if isinstance(v, np.ndarray)}
     if self.kind == "pmap":
-      batch = jax.tree.map(lambda x: x.reshape((self.num_devices, -1) + x.shape[1:]), batch)
-    else:
-      batch = jax.device_put(batch, self._batch_sharding)
+      return self._fn(
+        state,
+        jax.tree.map(lambda x: x.reshape((self.num_local_devices, -1) + x.shape[1:]), batch),
+      )
+    processes = jax.process_count()
+    batch = {
+      k: jax.make_array_from_process_local_data(
+        self._batch_sharding, x, (x.shape[0] * processes,) + x.shape[1:]
+      )
+      for k, x in batch.items()
+    }
     return self._fn(state, batch)

@@ -4,6 +4,10 @@ Everything it composes lives in its own module: the config checks
 (``config_base.validate_config``), the state (``state``), the per-shard step
 (``step``) and its device mapping (``parallel``), checkpoints (``checkpoints``),
 metric files (``writers``) and dense evaluation (``evaluate``).
+
+Several processes (``distributed``) run this same loop in lockstep: each reads its share
+of every global batch, process 0 alone writes files, and a signal to any of them stops
+all of them after the same step.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from pixelnet_jax import config_base, evaluate, models, optimizers, parallel, utils
+from pixelnet_jax import config_base, distributed, evaluate, models, optimizers, parallel, utils
 from pixelnet_jax.checkpoints import Checkpoints
 from pixelnet_jax.data import pipeline, registry
 from pixelnet_jax.errors import ConfigError, DataError
@@ -33,7 +37,9 @@ class Preemption:
   """Turns SIGTERM and SIGINT (Ctrl-C) into a flag the loop checks between steps.
 
   The loop then saves the step it reached and returns normally (exit status 0). The flag
-  is read after every step and between eval batches (an eval in progress is dropped); a
+  is read after every step and between eval batches (an eval in progress is dropped); in
+  a multi-process run the processes agree on it one step later (``distributed.StopVote``)
+  and all stop after the same step. A
   step being compiled cannot be interrupted, so a signal then takes effect when that step
   ends. A second signal exits at once (status 128 + signal number) without a traceback;
   the last committed checkpoint stays usable (see ``checkpoints``).
@@ -133,7 +139,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   )
   eval_source = registry.get_source(config.dataset.name, config.dataset.eval_split, config.dataset)
   os.makedirs(workdir, exist_ok=True)
-  write_config(config, workdir)
+  if distributed.is_main():
+    write_config(config, workdir)
 
   eval_model = models.create_model(config.model, task.num_outputs)
   state = create_train_state(config, eval_model, jax.random.key(int(config.seed)), crop)
@@ -157,7 +164,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     train_source,
     int(config.batch_size),
     crop,
-    int(config.seed) + 1000 * jax.process_index(),
+    # The global batch of step k depends on the seed and k only, never on the processes.
+    int(config.seed),
     start_step=start_step,
     num_workers=int(config.data_workers),
     num_threads=int(config.data_threads),
@@ -167,9 +175,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     label_keys=task.label_keys,
     label_specs=task.label_specs(),
     validate=functools.partial(_validate_batch, task),
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
   )
-  writer = MetricWriter(workdir)
-  evaluator = evaluate.Evaluator(config, eval_model, task, eval_source, workdir, writer)
+  writer = MetricWriter(workdir, active=distributed.is_main())
+  evaluator = evaluate.Evaluator(
+    config, eval_model, task, eval_source, workdir, writer, devices=devices
+  )
   schedule = optimizers.learning_rate_schedule(config.optimizer, num_steps)
   points = crop[0] * crop[1] if task.dense else int(config.points_per_image)
   pixels_per_step = int(config.batch_size) * points
@@ -182,6 +194,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   # Metrics stay on the device: the last step's, and a guard that folds in every step's
   # loss; both are fetched only at log, checkpoint and eval steps (no per-step stall).
   metrics, guard = None, _finite_guard()
+  stop_vote = distributed.StopVote()
 
   def check_finite():
     """Raises if any loss since the start was NaN/Inf: before any save, eval or log."""
@@ -212,7 +225,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           or step % int(config.checkpoint_every) == 0
           or step % int(config.eval_every) == 0
           or step in (num_steps, last_step)
-          or preemption.requested
         ):
           check_finite()
         if step % int(config.log_every) == 0 or step == num_steps:
@@ -240,19 +252,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           tick_time, tick_step = now, step
         if step % int(config.checkpoint_every) == 0 or step == last_step:
           checkpoints.save(step, state)
+        eval_cut = False
         if step % int(config.eval_every) == 0 or step == num_steps:
           eval_metrics = evaluator.run(  # on the devices, as is
             state, step, should_stop=lambda: preemption.requested
           )
-          if eval_metrics is not None:  # None: a signal cut the eval short.
+          eval_cut = eval_metrics is None  # A signal cut it short (in every process).
+          if not eval_cut:
             summary["eval"] = eval_metrics
             checkpoints.maybe_save_best(step, state, eval_metrics)
-        if preemption.requested:
+        # The same answer in every process.
+        if stop_vote.update(preemption.requested) or eval_cut:
           check_finite()
-          logging.warning("%s: saving step %d and exiting.", preemption.signal_name, step)
+          name = preemption.signal_name or "a signal to another process"
+          logging.warning("%s: saving step %d and exiting.", name, step)
           if checkpoints.latest_step() != step:
             checkpoints.save(step, state)
-          summary.update(preempted=True, signal=preemption.signal_name)
+          summary.update(preempted=True, signal=name)
           break
   finally:
     checkpoints.close()

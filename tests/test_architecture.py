@@ -19,6 +19,7 @@ LAYERS = [
     "config_base",
     "state",
     "checkpoints",
+    "distributed",
     "step",
     "parallel",
     "writers",

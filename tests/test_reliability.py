@@ -341,10 +341,13 @@ def test_resume_with_a_changed_model_is_refused_before_anything(tmp_path):
 # Launchers: --help, aliases, verbosity, a second Ctrl-C.
 
 
+MULTIHOST_FLAGS = ["coordinator_address", "num_processes", "process_id"]
+
+
 def test_each_launcher_help_lists_its_flags():
   expected = {
-    "pixelnet-train": ["config", "workdir", "verbosity"],
-    "pixelnet-eval": ["config", "workdir", "step", "best", "verbosity"],
+    "pixelnet-train": ["config", "workdir", "verbosity", *MULTIHOST_FLAGS],
+    "pixelnet-eval": ["config", "workdir", "step", "best", "verbosity", *MULTIHOST_FLAGS],
     "pixelnet-predict": [
       "config",
       "workdir",

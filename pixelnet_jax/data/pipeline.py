@@ -22,6 +22,8 @@ Training determinism: the batch at step k is a pure function of (source, seed, k
   element i's augmentation draws from a generator seeded by (seed, i) (grain's
   `random_map`). `make_train_iterator(..., start_step=k)` therefore resumes exactly at
   step k with no iterator state to checkpoint (grain's get_state/set_state also work).
+  In a multi-process run the batch is global: process p of P reads only its slice
+  (images p*B/P to (p+1)*B/P) of each, the same images whatever P.
 """
 
 from __future__ import annotations
@@ -302,6 +304,8 @@ def train_dataset(
   label_specs: LabelSpecs | None = None,
   scale_range: tuple[float, float] | None = None,
   validate: Callable[[dict], None] | None = None,
+  process_index: int = 0,
+  process_count: int = 1,
 ) -> grain.MapDataset:
   """The infinite training stream as a grain MapDataset: element k is the batch of step k.
 
@@ -309,10 +313,20 @@ def train_dataset(
   valid [B, h, w] bool, label keys [B, h, w, ...]}. ``validate(batch)``, when given, runs
   on each batch in the data workers (e.g. the task's label checks) and raises on a bad
   one; it must be picklable for worker processes (a module-level function or partial).
+  With ``process_count`` P > 1, element k is only images ``process_index`` * B/P to
+  (``process_index`` + 1) * B/P of the global batch of step k (B is global).
   """
   _check_source(source)
   if int(batch_size) < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+  if int(process_count) < 1 or not 0 <= int(process_index) < int(process_count):
+    raise ValueError(
+      f"process_index must be in [0, process_count), got {process_index} of {process_count}."
+    )
+  if int(batch_size) % int(process_count):
+    raise ValueError(
+      f"batch_size={batch_size} (global) must be a multiple of the {process_count} processes."
+    )
   aug = functools.partial(
     augment,
     crop_size=as_pair(crop_size, "crop_size"),
@@ -327,7 +341,11 @@ def train_dataset(
   ds = grain.MapDataset.source(source).seed(_check_seed(seed))
   ds = ds.shuffle().repeat(None)  # shuffle before repeat: a fresh permutation per epoch
   ds = ds.random_map(aug).map(finalize)
-  ds = ds.batch(int(batch_size), drop_remainder=True)
+  # Batches of B/P consecutive images: global batch k is local batches k*P .. k*P + P - 1,
+  # of which this process takes one. One process: the batches of B as ever.
+  ds = ds.batch(int(batch_size) // int(process_count), drop_remainder=True)
+  if int(process_count) > 1:
+    ds = ds[int(process_index) :: int(process_count)]
   if validate is not None:
     ds = ds.map(functools.partial(_validated, validate=validate))
   return ds
@@ -369,12 +387,14 @@ def make_train_iterator(
   label_specs: LabelSpecs | None = None,
   scale_range: tuple[float, float] | None = None,
   validate: Callable[[dict], None] | None = None,
+  process_index: int = 0,
+  process_count: int = 1,
 ) -> grain.DatasetIterator:
   """An infinite iterator of training batches (see `train_dataset`), starting at start_step.
 
   Args:
     source: random-access examples.
-    batch_size: images per batch B (per host).
+    batch_size: images per batch B, global (over all processes).
     crop_size: (h, w) or an int; images smaller than it are padded (`valid` False).
     seed: in [0, 2**32); with start_step it fixes every batch.
     start_step: the step of the first batch yielded (resume = pass the restored step).
@@ -387,6 +407,8 @@ def make_train_iterator(
       bilinear, label maps nearest); None (default): no rescaling.
     validate: called on each batch in the data workers; its exception (e.g. a
       ValueError from the task's label checks) comes out of ``next()``.
+    process_index, process_count: this process's share of each global batch (its
+      B / process_count images, in order); the defaults read the whole batch.
 
   Returns:
     A grain DatasetIterator (also supports get_state()/set_state()).
@@ -404,6 +426,8 @@ def make_train_iterator(
     label_specs=label_specs,
     scale_range=scale_range,
     validate=validate,
+    process_index=process_index,
+    process_count=process_count,
   )
   return _iterate(ds[int(start_step) :], num_workers, num_threads, prefetch)
 
@@ -443,18 +467,29 @@ def make_eval_batches(
   num_workers: int = 0,
   num_threads: int = 2,
   prefetch: int = 2,
+  num_batches: int | None = None,
+  shard_index: int = 0,
+  shard_count: int = 1,
 ) -> Iterator[dict]:
   """One pass over source in order, unaugmented, in batches of up to batch_size.
 
   Images keep their size; a batch is padded to its largest image (see `pad_batch`), so
-  batch_size=1 never pads. The last batch may be smaller.
+  batch_size=1 never pads. The last batch may be smaller. ``num_batches``: only the first
+  ones; ``shard_index`` of ``shard_count``: only batches shard_index, shard_index +
+  shard_count, ... of those (a process's share; the others are never read).
   """
   _check_source(source)
   if int(batch_size) < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+  if int(shard_count) < 1 or not 0 <= int(shard_index) < int(shard_count):
+    raise ValueError(f"shard_index must be in [0, shard_count), got {shard_index}, {shard_count}.")
   ds = grain.MapDataset.source(source).batch(
     int(batch_size),
     drop_remainder=False,
     batch_fn=functools.partial(pad_batch, label_keys=label_keys, label_specs=label_specs),
   )
+  if num_batches is not None:
+    ds = ds[: int(num_batches)]
+  if int(shard_count) > 1:
+    ds = ds[int(shard_index) :: int(shard_count)]
   return _iterate(ds.map(finalize), num_workers, num_threads, prefetch)
