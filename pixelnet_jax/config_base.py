@@ -18,6 +18,7 @@ The launcher locks the config, so ``--config.x=y`` on an unknown key fails loudl
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 
@@ -33,7 +34,9 @@ PARALLEL = ("pmap", "mesh")
 
 def dataset_config(name: str = "procedural") -> ml_collections.ConfigDict:
   """``config.dataset`` for dataset ``name``: the shared fields plus the entry's own."""
-  c = ml_collections.ConfigDict(dict(name=name, **registry.COMMON_DEFAULTS))
+  # A deep copy: the defaults hold placeholders (FieldReferences), which would otherwise
+  # be shared by every config built in this process (setting one would set them all).
+  c = ml_collections.ConfigDict(dict(name=name, **copy.deepcopy(registry.COMMON_DEFAULTS)))
   c.update(registry.DATASETS.defaults(name))
   return c
 

@@ -132,3 +132,18 @@ def test_a_head_and_optimizer_from_a_test_file_train_through_the_loop(tmp_path):
   params = summary["state"].params["head"]
   assert params["hidden"]["kernel"].shape[-1] == 16
   assert float(params["gain"]) != 1.0  # the head was trained
+
+
+def test_configs_share_no_placeholder():
+  """Every config is built fresh: setting a placeholder field of one (a FieldReference in
+  the shared defaults) leaves every other config in the process unset."""
+  first = config_base.paper_config("segmentation", dataset="camvid")
+  first.dataset.num_eval_examples = 2
+  first.dataset.manual_dir = "/somewhere"
+  first.optimizer.grad_clip_norm = 1.0
+  first.model.taps = ("conv1_2",)
+  second = config_base.paper_config("segmentation", dataset="camvid")
+  assert second.dataset.num_eval_examples is None
+  assert second.dataset.manual_dir is None
+  assert second.optimizer.grad_clip_norm == 0.0
+  assert second.model.taps is None

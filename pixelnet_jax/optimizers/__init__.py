@@ -8,6 +8,8 @@ Weight decay applies to the parameters the model declared (``models.decay_mask``
 
 from __future__ import annotations
 
+import copy
+
 import ml_collections
 import optax
 
@@ -27,7 +29,7 @@ COMMON_DEFAULTS = dict(
 
 def default_optimizer_config() -> ml_collections.ConfigDict:
   """The shared fields plus one sub-dict of options per registered optimizer."""
-  c = ml_collections.ConfigDict(dict(COMMON_DEFAULTS))
+  c = ml_collections.ConfigDict(copy.deepcopy(COMMON_DEFAULTS))  # No shared placeholders.
   for name in OPTIMIZERS.names():
     c[name] = OPTIMIZERS.defaults(name)
   return c
