@@ -205,7 +205,11 @@ def test_quick_trains_then_evaluates_on_test(camvid_dir, tmp_path):
   ]
   env = {**os.environ, "PIXELNET_TEST_DATA": ""}
   train_run = subprocess.run(
-    [str(BIN / "pixelnet-train"), *common, *short], capture_output=True, text=True, env=env
+    [str(BIN / "pixelnet-train"), *common, *short],
+    capture_output=True,
+    text=True,
+    env=env,
+    timeout=120,
   )
   assert train_run.returncode == 0, train_run.stderr[-3000:]
   losses = [
@@ -219,6 +223,7 @@ def test_quick_trains_then_evaluates_on_test(camvid_dir, tmp_path):
     capture_output=True,
     text=True,
     env=env,
+    timeout=120,
   )
   assert eval_run.returncode == 0, eval_run.stderr[-3000:]
   result = json.loads(eval_run.stdout.strip().splitlines()[-1])

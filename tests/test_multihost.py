@@ -164,13 +164,13 @@ def runs(tmp_path_factory):
       break  # Exited early: _finish reports why.
     time.sleep(0.2)
   procs[1].send_signal(signal.SIGTERM)
-  stopped = _finish(procs, 240)
+  stopped = _finish(procs, 120)
   clock.lap("2 processes, pmap, to the SIGTERM")
 
   stop = stopped[0]["step"]
   end = stop + 2
   resumed = _finish(
-    _start(workdir, {"parallel": "mesh", "stop_at_step": end, "eval_every": end}), 240
+    _start(workdir, {"parallel": "mesh", "stop_at_step": end, "eval_every": end}), 120
   )
   clock.lap("2 processes, mesh, resumed + eval")
 
@@ -247,7 +247,7 @@ def test_eval_sharded_over_processes_matches_one_process(runs):
 def test_eval_launcher_on_two_processes(runs):
   """``pixelnet-eval`` with the same flags: restored by both, sharded, written by one."""
   end = runs["end"]
-  results = _finish(_start(runs["workdir"], {}, 2, "pixelnet-eval", f"--step={end}"), 240)
+  results = _finish(_start(runs["workdir"], {}, 2, "pixelnet-eval", f"--step={end}"), 120)
   expected = _rows(runs["single_workdir"], "eval")[0]
   for result in results:
     assert result["step"] == end

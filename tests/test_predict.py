@@ -270,7 +270,7 @@ def test_cli_flag_errors_exit_2_with_the_reason(tmp_path):
   }
   errors = {}
   for name, proc in procs.items():
-    errors[name] = proc.communicate(timeout=240)[1]
+    errors[name] = proc.communicate(timeout=120)[1]
     assert proc.returncode == 2, (name, errors[name][-2000:])
     assert "Traceback" not in errors[name] and "No checkpoint" not in errors[name]
   assert "--save_npy does not apply to task 'segmentation'" in errors["npy"]

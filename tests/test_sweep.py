@@ -374,7 +374,7 @@ def _sweep(workdir, *extra):
     "--noecho",
     *extra,
   ]
-  return subprocess.run(command, cwd=_REPO, capture_output=True, text=True, timeout=300)
+  return subprocess.run(command, cwd=_REPO, capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.slow

@@ -185,7 +185,7 @@ def test_sigterm_saves_and_resume_continues_exactly(tmp_path):
     "--config.log_every=1",
     "--config.checkpoint_every=100000",
   )
-  deadline = time.time() + 240
+  deadline = time.time() + 120
   metrics = os.path.join(workdir, "metrics.jsonl")
   while time.time() < deadline and proc.poll() is None:
     if os.path.exists(metrics) and len(_jsonl(workdir)) >= 3:
@@ -203,7 +203,7 @@ def test_sigterm_saves_and_resume_continues_exactly(tmp_path):
   resumed = _launch(
     workdir, "--config.num_train_steps=100000", f"--config.stop_at_step={stopped + 2}"
   )
-  out, err = _communicate(resumed, 300)
+  out, err = _communicate(resumed, 120)
   assert resumed.returncode == 0, err
   assert json.loads(out.strip().splitlines()[-1])["start_step"] == stopped
 
@@ -311,7 +311,7 @@ def test_label_out_of_range_is_a_clear_error(tmp_path):
 def test_launcher_trains_and_evaluates(tmp_path):
   workdir = str(tmp_path / "run")
   proc = _launch(workdir, "--config.num_train_steps=4", "--config.eval_every=4")
-  out, err = _communicate(proc, 300)
+  out, err = _communicate(proc, 120)
   assert proc.returncode == 0, err
   assert "step 4/4" in err and "eval at step 4" in err
   for name in ["config.json", "metrics.jsonl", "checkpoints", "best", "tensorboard", "pictures"]:
