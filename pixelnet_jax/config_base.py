@@ -143,21 +143,6 @@ def real_data_config(
   return c
 
 
-def segmentation_cpu_config(dataset: str, num_classes: int) -> ml_collections.ConfigDict:
-  """``real_data_cpu_config`` with the recipe of the CamVid ``:cpu`` result: class-
-  stratified sampling, each image resized by U[0.5, 0.8] before a 176^2 crop, scored at
-  ``eval.scale`` 0.65 (the middle of that range), 6,000 steps."""
-  c = real_data_cpu_config("segmentation", dataset)
-  c.task.num_classes = num_classes
-  c.task.sampling = "class_stratified"
-  c.augment.scale_range = (0.5, 0.8)
-  c.crop_size = 176  # Inside the smallest rescaled 360x480 image (180x240).
-  c.eval.scale = 0.65
-  c.num_train_steps = 6000
-  c.checkpoint_every = 500
-  return c
-
-
 def real_data_cpu_config(task: str, dataset: str) -> ml_collections.ConfigDict:
   """The paper config shrunk for a 2-core CPU on a real dataset read from its folder.
 
@@ -196,6 +181,21 @@ def real_data_cpu_config(task: str, dataset: str) -> ml_collections.ConfigDict:
   c.eval_every = 1000
   c.checkpoint_every = 250
   c.eval.num_pictures = 4
+  return c
+
+
+def segmentation_cpu_config(dataset: str, num_classes: int) -> ml_collections.ConfigDict:
+  """``real_data_cpu_config`` with the recipe of the CamVid ``:cpu`` result: class-
+  stratified sampling, each image resized by U[0.5, 0.8] before a 176^2 crop, scored at
+  ``eval.scale`` 0.65 (the middle of that range), 6,000 steps."""
+  c = real_data_cpu_config("segmentation", dataset)
+  c.task.num_classes = num_classes
+  c.task.sampling = "class_stratified"
+  c.augment.scale_range = (0.5, 0.8)
+  c.crop_size = 176  # Inside the smallest rescaled 360x480 image (180x240).
+  c.eval.scale = 0.65
+  c.num_train_steps = 6000
+  c.checkpoint_every = 500
   return c
 
 
