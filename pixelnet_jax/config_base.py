@@ -19,6 +19,7 @@ The launcher locks the config, so ``--config.x=y`` on an unknown key fails loudl
 from __future__ import annotations
 
 import copy
+import fnmatch
 import json
 import os
 
@@ -306,7 +307,24 @@ RESUME_MAY_CHANGE = (
   "dataset.eval_split",
 )
 
+# Fields added after work directories were first written, with the value that reproduces
+# what a run did before the field existed (fnmatch patterns of the dotted key). A saved
+# config without the key resumes when the run keeps that value; any other value is drift.
+ADDED_FIELDS = {
+  "task.hard_oversample": 3,
+  "task.hard_fraction": 0.75,
+  "model.heads.linear.normalize": True,
+  "model.trunks.*.batch_norm": True,
+}
+
 _ABSENT = "<absent>"
+
+
+def _added_default(key: str):
+  for pattern, value in ADDED_FIELDS.items():
+    if fnmatch.fnmatchcase(key, pattern):
+      return value
+  return _ABSENT
 
 
 def _flatten(tree, prefix: str = "") -> dict:
@@ -334,20 +352,25 @@ def config_drift(old, new) -> list[tuple[str, object, object]]:
   or dict); values are compared as JSON sees them (tuples == lists). Keys listed in
   ``RESUME_MAY_CHANGE`` (or under one of them) are ignored; a key present on one side only
   counts as a difference, shown as ``<absent>``, unless the other side is None (a field
-  added later with an unset default).
+  added later with an unset default) or the value ``ADDED_FIELDS`` gives for the key.
   """
   old, new = _flatten(_normalise(old)), _flatten(_normalise(new))
 
   def allowed(key):
     return any(key == p or key.startswith(p + ".") for p in RESUME_MAY_CHANGE)
 
-  def same(a, b):  # A key added since (default None) matches its absence.
-    return a == b or (a is None and b == _ABSENT) or (a == _ABSENT and b is None)
+  def same(key, a, b):  # A key added since (default None or as listed) matches its absence.
+    if a == b:
+      return True
+    if a == _ABSENT or b == _ABSENT:
+      present = b if a == _ABSENT else a
+      return present is None or (_added_default(key) != _ABSENT and present == _added_default(key))
+    return False
 
   return [
     (key, old.get(key, _ABSENT), new.get(key, _ABSENT))
     for key in sorted(set(old) | set(new))
-    if not allowed(key) and not same(old.get(key, _ABSENT), new.get(key, _ABSENT))
+    if not allowed(key) and not same(key, old.get(key, _ABSENT), new.get(key, _ABSENT))
   ]
 
 

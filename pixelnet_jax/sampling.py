@@ -213,19 +213,47 @@ def hard_pixels(
     raise ValueError(
       f"`valid` shape {tuple(valid.shape)} must equal `scores` shape {tuple(scores.shape)}."
     )
-  num_hard = int(round(float(importance) * num_points))
-  num_candidates = oversample * num_points
-
-  candidates = uniform(key, valid, num_candidates)
+  candidates = uniform(key, valid, oversample * num_points)
   cand_scores = jax.lax.stop_gradient(scores)[candidates.coords[:, 0], candidates.coords[:, 1]]
-  cand_scores = cand_scores.astype(jnp.float32)
-  by_score = jnp.argsort(-cand_scores, stable=True)
-  hard = by_score[:num_hard]
-  # The rest: the first non-picked candidates in (random) candidate order.
-  picked = jnp.zeros((num_candidates,), jnp.bool_).at[hard].set(True)
-  rest = jnp.argsort(picked, stable=True)[: num_points - num_hard]
-  chosen = jnp.concatenate([hard, rest])
+  chosen = hardest(cand_scores, candidates.mask, num_points, importance)
   return PixelSample(candidates.coords[chosen], candidates.mask[chosen])
+
+
+def hardest(scores, mask, num_points: int, importance: float = 0.75):
+  """Which of M candidates to keep: the highest-scored, then the others in their order.
+
+  The selection behind hard-pixel sampling, on candidates already drawn (in random
+  order), so that a train step can score its candidates with the model it is
+  training (``config.task.sampling='hard'``) and keep only the hard ones.
+
+  Args:
+    scores: [M] float, higher = harder; no gradient flows through it.
+    mask: [M] bool, valid candidates; invalid ones come last, never before a valid one.
+    num_points: N <= M, static.
+    importance: static float in [0, 1]: ``round(importance * N)`` picks by score, the
+      rest are the first other candidates in the given (random) order.
+
+  Returns:
+    [N] int32 indices into the candidates, the scored picks first.
+  """
+  num_points = _check_num(num_points, "num_points")
+  if scores.ndim != 1 or mask.shape != scores.shape:
+    raise ValueError(
+      f"`scores` and `mask` must both be [M], got {tuple(scores.shape)} and {tuple(mask.shape)}."
+    )
+  if num_points > scores.shape[0]:
+    raise ValueError(f"num_points={num_points} is more than the {scores.shape[0]} candidates.")
+  if not 0.0 <= float(importance) <= 1.0:
+    raise ValueError(f"`importance` must be in [0, 1], got {importance!r}.")
+  num_hard = int(round(float(importance) * num_points))
+  mask = mask.astype(jnp.bool_)
+  ranked = jnp.where(mask, jax.lax.stop_gradient(scores).astype(jnp.float32), -jnp.inf)
+  hard = jnp.argsort(-ranked, stable=True)[:num_hard]
+  # The rest: valid non-picked candidates in candidate order, then the invalid ones.
+  order = jnp.zeros(scores.shape, jnp.int32).at[hard].set(2)
+  order = jnp.where(mask, order, jnp.maximum(order, 1))
+  rest = jnp.argsort(order, stable=True)[: num_points - num_hard]
+  return jnp.concatenate([hard, rest]).astype(jnp.int32)
 
 
 # ----------------------------------------------------------------------------
@@ -311,6 +339,7 @@ __all__ = [
   "uniform",
   "stratified",
   "hard_pixels",
+  "hardest",
   "class_strata",
   "boundary_strata",
   "positive_fractions",

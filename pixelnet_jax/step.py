@@ -2,7 +2,8 @@
 
 It samples pixels inside the step from the state's key (folded with the step and
 each image's global index, so the pixels do not depend on the device layout), reads
-hypercolumns, applies the head and the task's loss, and sums the gradients of
+hypercolumns, applies the head, keeps the points the task trains on (all of them, or
+the hardest for 'hard' sampling) and applies the task's loss, and sums the gradients of
 per-shard losses that are already scaled to the global mean. Collectives run over
 the axis ``AXIS``; ``parallel.ParallelStep`` maps it over devices.
 """
@@ -40,12 +41,10 @@ def train_step(
   image_index = shard * local_batch + jnp.arange(local_batch)
   image_keys = jax.vmap(lambda i: jax.random.fold_in(key_points, i))(image_index)
   labels = task.select_labels(batch)
-  samples = jax.vmap(lambda k, lab: task.sample(k, lab, num_points))(image_keys, labels)
+  num_read = task.num_candidates(num_points)
+  samples = jax.vmap(lambda k, lab: task.sample(k, lab, num_read))(image_keys, labels)
   targets = jax.vmap(task.gather_targets)(labels, samples.coords)
   points = samples.coords.astype(jnp.float32)
-  mask = samples.mask
-  local_count = mask.sum()
-  global_count = jnp.maximum(lax.psum(local_count, axis_name), 1)
 
   def flat(x):
     return x.reshape((-1,) + x.shape[2:])
@@ -61,11 +60,19 @@ def train_step(
     )
     # The loss is float32 whatever the compute dtype (config.model.dtype).
     outputs = outputs.astype(jnp.float32)
-    local_mean = task.loss(flat(outputs), jax.tree.map(flat, targets), flat(mask))
+    # 'hard' sampling keeps the hardest of the points read; other modes keep them all.
+    outputs, kept_targets, mask = task.select_points(outputs, targets, samples.mask, num_points)
+    local_count = mask.sum()
+    global_count = jnp.maximum(lax.psum(local_count, axis_name), 1)
+    local_mean = task.loss(flat(outputs), jax.tree.map(flat, kept_targets), flat(mask))
     # Scaled so that the sum over shards is the mean over every sampled pixel.
-    return local_mean * local_count / global_count, new_vars["batch_stats"]
+    loss = local_mean * local_count / global_count
+    return loss, (new_vars.get("batch_stats", {}), local_count)
 
-  (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, (batch_stats, local_count)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+    state.params
+  )
+  kept = num_points if task.hard else samples.mask.shape[-1]
   grads = lax.psum(grads, axis_name)
   loss = lax.psum(loss, axis_name)
   batch_stats = lax.pmean(batch_stats, axis_name)
@@ -74,6 +81,6 @@ def train_step(
     "loss": loss,
     "grad_norm": jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads))),
     "sampled_fraction": lax.psum(local_count, axis_name)
-    / (lax.psum(local_batch, axis_name) * mask.shape[-1]),
+    / (lax.psum(local_batch, axis_name) * kept),
   }
   return new_state, metrics

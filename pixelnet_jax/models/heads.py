@@ -184,7 +184,10 @@ class MLPHead(Head):
 
 
 @HEADS.register(
-  "linear", defaults=dict(hypercolumn_dropout=0.0, init_std=0.001, bn_momentum=0.9, bn_epsilon=1e-5)
+  "linear",
+  defaults=dict(
+    normalize=True, hypercolumn_dropout=0.0, init_std=0.001, bn_momentum=0.9, bn_epsilon=1e-5
+  ),
 )
 class LinearHead(Head):
   """Per-tap BatchNorm (no scale/offset), ReLU, one FC to K: the hypercolumn baseline.
@@ -195,11 +198,14 @@ class LinearHead(Head):
   False): ``config.model.linear_first`` leaves it on the plain path.
 
   Attributes (besides ``Head``'s):
+    normalize: the per-tap BatchNorm; False feeds the raw taps (through the ReLU) to
+      the linear layer, the unnormalised baseline the paper reports as degenerate.
     hypercolumn_dropout: dropout rate on the normalised hypercolumn (0 disables).
     init_std: std of the normal kernel init.
     bn_momentum, bn_epsilon: of the per-tap BatchNorm.
   """
 
+  normalize: bool = True
   hypercolumn_dropout: float = 0.0
   init_std: float = 0.001
   bn_momentum: float = 0.9
@@ -215,6 +221,9 @@ class LinearHead(Head):
     _check_features(features, self.tap_names)
     normed = []
     for tap, f in zip(self.tap_names, features):
+      if not self.normalize:
+        normed.append(nn.relu(f))
+        continue
       f = nn.BatchNorm(
         use_running_average=not train,
         use_scale=False,

@@ -158,6 +158,8 @@ class VGG(nn.Module):
       BatchNorm and before its ReLU.
     init_std: std of the normal init of conv kernels (biases start at zero).
     use_bias: conv bias before BatchNorm (VGG+BN keeps it).
+    batch_norm: BatchNorm after every conv; False is plain VGG (conv, bias, ReLU), the
+      from-scratch baseline without normalisation (the bias is then always on).
     bn_momentum, bn_epsilon: BatchNorm running-average momentum and epsilon.
     bn_axis_name: axis over which batch statistics are averaged (``'batch'`` under
       ``jax.pmap``; None on one device or under a jit mesh).
@@ -169,23 +171,26 @@ class VGG(nn.Module):
   tap_activation: str = "post"
   init_std: float = 0.01
   use_bias: bool = True
+  batch_norm: bool = True
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
 
   def _conv_bn(self, x, name: str, features: int, kernel: int, train: bool):
-    """Conv -> BatchNorm; returns the pre-ReLU activation."""
+    """Conv -> BatchNorm (when ``batch_norm``); returns the pre-ReLU activation."""
     x = nn.Conv(
       features,
       (kernel, kernel),
       padding="SAME",
-      use_bias=self.use_bias,
+      use_bias=self.use_bias or not self.batch_norm,
       kernel_init=decayed(normal_init(self.init_std)),
       bias_init=nn.initializers.zeros,
       dtype=self.dtype,
       name=name,
     )(x)
+    if not self.batch_norm:
+      return x
     return nn.BatchNorm(
       use_running_average=not train,
       momentum=self.bn_momentum,
@@ -250,6 +255,7 @@ def _trunk_defaults(spec: VGGSpec | None) -> dict:
     width_multiplier=1.0,  # scales stage widths and fc_width (min 1 channel)
     init_std=0.01,  # Gaussian init of the conv kernels
     conv_bias=True,  # conv bias before each BatchNorm
+    batch_norm=True,  # False: no BatchNorm in the trunk (conv, bias, ReLU)
     bn_momentum=0.9,
     bn_epsilon=1e-5,
   )
@@ -282,6 +288,7 @@ def vgg_trunk(cfg, name: str = "vgg") -> Trunk:
     spec=spec,
     init_std=float(cfg.init_std),
     use_bias=bool(cfg.conv_bias),
+    batch_norm=bool(cfg.batch_norm),
     bn_momentum=float(cfg.bn_momentum),
     bn_epsilon=float(cfg.bn_epsilon),
   )

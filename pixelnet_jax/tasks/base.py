@@ -37,7 +37,7 @@ TASKS = Registry("task", "config.task.name", package="pixelnet_jax.tasks")
 VALID_KEY = "valid"
 
 # Sampling modes every task supports over its own "sampleable" pixels.
-COMMON_SAMPLING = ("uniform", "grid", "dense")
+COMMON_SAMPLING = ("uniform", "grid", "dense", "hard")
 
 # The dense baseline ('dense' sampling: every valid pixel of each crop) refuses crops
 # above this many pixels: its per-pixel points, targets and outputs grow with the crop.
@@ -49,10 +49,15 @@ def common_config() -> dict[str, Any]:
   return {
     # 'uniform' over sampleable pixels, 'grid' = equal quotas over the cells of
     # a randomly jittered grid_cells x grid_cells grid, 'dense' = every valid pixel
-    # of the crop (the FCN-style baseline; config.points_per_image is ignored); tasks
-    # add their own modes.
+    # of the crop (the FCN-style baseline; config.points_per_image is ignored), 'hard' =
+    # hard-pixel mining inside the step: hard_oversample x points_per_image candidates
+    # drawn uniformly, scored by their loss under the current model, and the loss taken
+    # on the round(hard_fraction x N) hardest plus the first others (the head runs on
+    # every candidate, so it costs hard_oversample x the head); tasks add their own modes.
     "sampling": "uniform",
     "grid_cells": 4,
+    "hard_oversample": 3,
+    "hard_fraction": 0.75,
   }
 
 
@@ -84,6 +89,13 @@ class Task:
       )
     if int(config.grid_cells) < 1:
       raise ValueError(f"config.task.grid_cells must be >= 1, got {config.grid_cells!r}.")
+    oversample = config.get("hard_oversample", 3)
+    if int(oversample) != oversample or int(oversample) < 1:
+      raise ValueError(f"config.task.hard_oversample must be an integer >= 1, got {oversample!r}.")
+    if not 0.0 <= float(config.get("hard_fraction", 0.75)) <= 1.0:
+      raise ValueError(
+        f"config.task.hard_fraction must be in [0, 1], got {config.get('hard_fraction')!r}."
+      )
 
   def __repr__(self):
     return f"{type(self).__name__}({dict(self.config)})"
@@ -126,6 +138,40 @@ class Task:
     """Whether this task trains on every pixel ('dense' sampling)."""
     return self.config.sampling == "dense"
 
+  @property
+  def hard(self) -> bool:
+    """Whether the step mines hard pixels among oversampled candidates ('hard' sampling)."""
+    return self.config.sampling == "hard"
+
+  def num_candidates(self, num_points: int) -> int:
+    """Points the step draws and reads per image to keep ``num_points`` of them."""
+    return int(self.config.hard_oversample) * num_points if self.hard else num_points
+
+  def select_points(self, outputs, targets, mask, num_points: int):
+    """The points the loss is taken on, out of those the step read (one shard).
+
+    Every mode but 'hard' keeps them all. 'hard' keeps, per image, ``num_points`` of
+    the ``num_candidates(num_points)`` candidates: the ``hard_fraction`` with the
+    highest loss under the current outputs (no gradient through the choice), then
+    the first others (the candidates are in random order).
+
+    Args:
+      outputs: [b, M, K] float32; targets: per-point targets with leading [b, M];
+      mask: [b, M] bool.
+
+    Returns:
+      (outputs [b, N, K], targets [b, N, ...], mask [b, N]).
+    """
+    if not self.hard:
+      return outputs, targets, mask
+
+    def one_image(out, tgt, m):
+      scores = self.point_losses(out, tgt, m)
+      keep = sampling.hardest(scores, m, num_points, float(self.config.hard_fraction))
+      return out[keep], jax.tree.map(lambda t: t[keep], tgt), m[keep]
+
+    return jax.vmap(one_image)(outputs, targets, mask)
+
   def sample(self, key, labels: Labels, num_points: int) -> sampling.PixelSample:
     """Draws ``num_points`` (static) pixels of one image; never outside ``sample_mask``.
 
@@ -135,7 +181,7 @@ class Task:
     mode = self.config.sampling
     if mode == "dense":
       return all_pixels(self.sample_mask(labels))
-    if mode == "uniform":
+    if mode in ("uniform", "hard"):  # 'hard' draws its candidates uniformly.
       return sampling.uniform(key, self.sample_mask(labels), num_points)
     if mode == "grid":
       key_grid, key = jax.random.split(key)
