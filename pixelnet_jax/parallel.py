@@ -95,17 +95,23 @@ class ParallelStep:
     """(new state, metrics on the device). ``batch``: this process's share of the global
     batch (all of it in one process). ``state`` is donated: its buffers may be reused for
     the new state, so the caller must not use it (nor hold views of it) afterwards."""
+    return self._fn(state, self._device_batch(batch))
+
+  def lower(self, state, batch):
+    """The step lowered for these arguments (nothing runs, nothing is donated): for
+    ``.compile().memory_analysis()`` or the HLO, e.g. in benchmarks."""
+    return self._fn.lower(state, self._device_batch(batch))
+
+  def _device_batch(self, batch):
+    """The host batch as the mapped function takes it: [devices, b, ...] under pmap, a
+    global array sharded over the mesh otherwise."""
     batch = {k: v for k, v in batch.items() if isinstance(v, np.ndarray)}
     if self.kind == "pmap":
-      return self._fn(
-        state,
-        jax.tree.map(lambda x: x.reshape((self.num_local_devices, -1) + x.shape[1:]), batch),
-      )
+      return jax.tree.map(lambda x: x.reshape((self.num_local_devices, -1) + x.shape[1:]), batch)
     processes = jax.process_count()
-    batch = {
+    return {
       k: jax.make_array_from_process_local_data(
         self._batch_sharding, x, (x.shape[0] * processes,) + x.shape[1:]
       )
       for k, x in batch.items()
     }
-    return self._fn(state, batch)
