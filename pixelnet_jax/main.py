@@ -122,6 +122,7 @@ def _predict_main(argv):
       best=FLAGS.best,
       scales=predict.check_scales(FLAGS.scales),
       save_npy=FLAGS.save_npy,
+      limit=FLAGS.limit,
     )
   except (ValueError, FileNotFoundError) as e:
     _fail(e)
@@ -181,14 +182,17 @@ def run_predict():
   flags.DEFINE_bool(
     "save_npy", False, "Normals only: also write <image id>.npy, float32 [H, W, 3] unit normals."
   )
+  flags.DEFINE_integer(
+    "limit", None, "Predict only the split's first N images (default: all), e.g. quick checks."
+  )
   flags.mark_flags_as_required(["out_dir"])
   cli.run(
     _predict_main,
     "Writes a split's predictions (one PNG per image, the task's format) with a "
     "checkpoint of a work directory.\n\n"
     "pixelnet-predict --config CONFIG.py --workdir DIR --out_dir OUT [--split val] "
-    "[--step N | --best] [--scales 0.5,1,1.5] [--save_npy]",
-    _COMMON + _CHOICE + ["out_dir", "split", "scales", "save_npy"],
+    "[--step N | --best] [--scales 0.5,1,1.5] [--save_npy] [--limit N]",
+    _COMMON + _CHOICE + ["out_dir", "split", "scales", "save_npy", "limit"],
   )
 
 

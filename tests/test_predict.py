@@ -213,6 +213,11 @@ def test_segmentation_pngs_hold_the_argmax_of_the_dense_output(tmp_path):
     varied |= len(np.unique(ids)) > 1
   assert varied
 
+  few = predict.write_predictions(
+    config, str(tmp_path / "run"), str(tmp_path / "few"), split="val", limit=1
+  )
+  assert few["ids"] == written["ids"][:1] and len(os.listdir(tmp_path / "few")) == 1
+
   # Multi-scale: same files, same sizes, ids still classes.
   ms = predict.write_predictions(
     config, str(tmp_path / "run"), str(tmp_path / "ms"), split="val", scales=(0.5, 1.0)
@@ -261,6 +266,7 @@ def test_cli_flag_errors_exit_2_with_the_reason(tmp_path):
     "npy": [f"--config={TINY}:segmentation", "--save_npy"],
     "scales": [f"--config={TINY}:normals", "--scales=0.5,x"],
     "split": [f"--config={TINY}:normals", "--split=nope"],
+    "limit": [f"--config={TINY}:edges", "--limit=0"],
   }
   procs = {
     name: subprocess.Popen(
@@ -276,3 +282,4 @@ def test_cli_flag_errors_exit_2_with_the_reason(tmp_path):
   assert "--save_npy does not apply to task 'segmentation'" in errors["npy"]
   assert "scales must be numbers" in errors["scales"]
   assert "nope" in errors["split"]
+  assert "limit must be >= 1, got 0" in errors["limit"]
