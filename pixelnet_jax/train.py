@@ -12,6 +12,7 @@ all of them after the same step.
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import os
@@ -83,6 +84,10 @@ def _validate_batch(task, batch):
 def _finite_guard():
   """The device-side NaN/Inf guard: every loss so far finite, and the first bad one."""
   return {"finite": jnp.array(True), "step": jnp.array(0, jnp.int32), "loss": jnp.array(0.0)}
+
+
+# How many dispatched steps the host may run ahead of the device (see the loop).
+STEPS_AHEAD = 2
 
 
 @jax.jit
@@ -194,6 +199,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   # Metrics stay on the device: the last step's, and a guard that folds in every step's
   # loss; both are fetched only at log, checkpoint and eval steps (no per-step stall).
   metrics, guard = None, _finite_guard()
+  in_flight = collections.deque()
   stop_vote = distributed.StopVote()
 
   def check_finite():
@@ -218,6 +224,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             f"Bad training batch for step {step + 1} from dataset {config.dataset.name!r}: {e}"
           ) from e
         state, metrics = step_fn(state, batch)  # the old state is donated
+        # Bounded run-ahead: wait for the step dispatched STEPS_AHEAD steps ago, never for
+        # this one, so the device always has the next step queued while the host (and the
+        # data workers on the same cores) do not pile up batches for hundreds of steps.
+        in_flight.append(metrics["loss"])
+        if len(in_flight) > STEPS_AHEAD:
+          in_flight.popleft().block_until_ready()
         step += 1
         guard = _update_guard(guard, metrics["loss"], step)
         if (
