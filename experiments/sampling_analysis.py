@@ -8,6 +8,10 @@ and prints a Markdown table:
 
   python experiments/sampling_analysis.py --out experiments/results/sampling_pixels \
       runs/sweep_pixels runs/sweep_dense
+
+``--extra FILE:KEY`` adds a column of a number that a later step wrote into each run
+folder (mean and min-max over seeds), e.g. the BSDS benchmark of
+``experiments/bsds_val_subset_ods.sh``: ``--extra ods_val25/results.json:ods_f``.
 """
 
 import argparse
@@ -23,8 +27,17 @@ matplotlib.use("Agg")
 from matplotlib import pyplot as plt  # noqa: E402
 
 
-def read_run(path: str, metric: str) -> dict:
-  """{step: metric} of the evals and {step: training seconds so far} of a run folder."""
+def read_run(path: str, metric: str, extras: tuple[str, ...] = ()) -> dict:
+  """{step: metric} of the evals and {step: training seconds so far} of a run folder,
+  plus each ``FILE:KEY`` of ``extras`` read from ``<run>/FILE`` (None where missing)."""
+  extra = {}
+  for spec in extras:
+    file, _, key = spec.rpartition(":")
+    try:
+      with open(os.path.join(path, file)) as f:
+        extra[spec] = float(json.load(f)[key])
+    except (OSError, KeyError, ValueError):
+      extra[spec] = None
   evals, seconds, clock, last = {}, {}, 0.0, 0
   with open(os.path.join(path, "metrics.jsonl")) as f:
     for line in f:
@@ -36,7 +49,7 @@ def read_run(path: str, metric: str) -> dict:
         pixels = row["pixels_per_sec"] / row["steps_per_sec"]
       elif row["split"] == "eval":
         evals[row["step"]] = row[metric]
-  return {"evals": evals, "seconds": seconds, "pixels_per_step": pixels}
+  return {"evals": evals, "seconds": seconds, "pixels_per_step": pixels, "extra": extra}
 
 
 def natural(name: str) -> list:
@@ -44,7 +57,7 @@ def natural(name: str) -> list:
   return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
-def groups(sweeps: list[str], metric: str) -> dict:
+def groups(sweeps: list[str], metric: str, extras: tuple[str, ...] = ()) -> dict:
   out = collections.defaultdict(list)
   for sweep in sweeps:
     for name in sorted(os.listdir(sweep), key=natural):
@@ -52,21 +65,30 @@ def groups(sweeps: list[str], metric: str) -> dict:
       if os.path.isfile(os.path.join(path, "metrics.jsonl")):
         point = re.sub(r"__seed=\d+$", "", name)
         label = f"{os.path.basename(os.path.normpath(sweep))}/{point}"
-        out[label].append(read_run(path, metric))
+        out[label].append(read_run(path, metric, extras))
   return out
 
 
-def table(grouped: dict, metric: str) -> str:
+def _spread(values: list) -> str:
+  values = [v for v in values if v is not None]
+  if not values:
+    return "–"
+  return f"{np.mean(values):.4f} ({min(values):.4f}-{max(values):.4f})"
+
+
+def table(grouped: dict, metric: str, extras: tuple[str, ...] = ()) -> str:
   rows = [
-    f"| run | seeds | pixels / step | final {metric} (mean, min-max) | training s (mean) |",
-    "|---|---|---|---|---|",
+    f"| run | seeds | pixels / step | final {metric} (mean, min-max) | training s (mean) |"
+    + "".join(f" {spec.rpartition(':')[2]} (mean, min-max) |" for spec in extras),
+    "|---|---|---|---|---|" + "---|" * len(extras),
   ]
   for label, runs in grouped.items():
     final = [r["evals"][max(r["evals"])] for r in runs]
     secs = [r["seconds"][max(r["seconds"])] for r in runs]
     rows.append(
-      f"| {label} | {len(runs)} | {runs[0]['pixels_per_step']:.0f} | {np.mean(final):.4f} "
-      f"({min(final):.4f}-{max(final):.4f}) | {np.mean(secs):.0f} |"
+      f"| {label} | {len(runs)} | {runs[0]['pixels_per_step']:.0f} | {_spread(final)} "
+      f"| {np.mean(secs):.0f} |"
+      + "".join(f" {_spread([r['extra'][spec] for r in runs])} |" for spec in extras)
     )
   return "\n".join(rows)
 
@@ -96,10 +118,13 @@ def main():
   parser.add_argument("sweeps", nargs="+")
   parser.add_argument("--metric", default="miou")
   parser.add_argument("--out", required=True, help="prefix of the written picture")
+  parser.add_argument(
+    "--extra", action="append", default=[], help="FILE:KEY of a JSON number in each run folder"
+  )
   args = parser.parse_args()
-  grouped = groups(args.sweeps, args.metric)
+  grouped = groups(args.sweeps, args.metric, tuple(args.extra))
   plot(grouped, args.metric, args.out + ".png")
-  print(table(grouped, args.metric))
+  print(table(grouped, args.metric, tuple(args.extra)))
 
 
 if __name__ == "__main__":
