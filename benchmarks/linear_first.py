@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
 import json
 import os
 import platform
@@ -32,20 +31,13 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from bench_common import procedural_batch
 
 from pixelnet_jax import config_base, models, parallel
-from pixelnet_jax.data import pipeline, registry
 from pixelnet_jax.evaluate import dense_predictor
 from pixelnet_jax.state import create_train_state
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_config(path: str):
-  spec = importlib.util.spec_from_file_location("bench_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
 
 
 def _timed(fn, *args):
@@ -66,7 +58,7 @@ def main():
   args = parser.parse_args()
   load_start = os.getloadavg()[0]
 
-  config = load_config(args.config)
+  config = config_base.load_config_file(args.config)
   config.num_devices = 1
   if args.quick:
     args.repeats = 2
@@ -75,14 +67,7 @@ def main():
   task, crop = config_base.validate_config(config, len(devices))
   base = models.create_model(config.model, task.num_outputs)
   state0 = jax.device_get(create_train_state(config, base, jax.random.key(0), crop))
-  source = registry.get_source(
-    "procedural", "train", {"image_size": max(crop), "num_examples": 100, "seed": 0}
-  )
-  batches = pipeline.make_train_iterator(
-    source, int(config.batch_size), crop, 0, label_keys=task.label_keys,
-    label_specs=task.label_specs(),
-  )  # fmt: skip
-  batch = next(batches)
+  batch = procedural_batch(config.batch_size, crop, task)
   images = jnp.asarray(batch["image"])
   variables = {"params": state0.params, "batch_stats": state0.batch_stats}
 
@@ -153,9 +138,6 @@ def main():
     }
   result["load_average_1m_end"] = os.getloadavg()[0]
   print(json.dumps(result))
-  close = getattr(batches, "close", None)
-  if close:
-    close()
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+from bench_common import memory_stats
 
 from pixelnet_jax import hypercolumn, sampling
 
@@ -110,22 +111,6 @@ def forward_fn(read, size, num_points):
 
 def backward_fn(read, size, num_points):
   return jax.grad(forward_fn(read, size, num_points))
-
-
-def memory_stats(compiled):
-  """XLA's own memory figures for a compiled call, where the backend has them."""
-  try:
-    analysis = compiled.memory_analysis()
-  except Exception:  # Not every backend implements it.
-    return None
-  if analysis is None:
-    return None
-  out = {}
-  for field in ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes"):
-    value = getattr(analysis, field, None)
-    if value is not None and value >= 0:
-      out[field.replace("_in_bytes", "_mb")] = round(value / 2**20, 1)
-  return out or None
 
 
 def time_call(fn, args, repeats: int):

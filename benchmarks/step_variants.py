@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
-import importlib.util
 import json
 import os
 import platform
@@ -35,21 +34,12 @@ import time
 
 import jax
 import numpy as np
+from bench_common import memory_stats, procedural_batch
 
 from pixelnet_jax import config_base, models, parallel
-from pixelnet_jax.data import pipeline, registry
 from pixelnet_jax.state import create_train_state
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_config(path: str):
-  """``get_config()`` of a config file (``path[:arg]`` as the launchers take it)."""
-  path, _, arg = path.partition(":")
-  spec = importlib.util.spec_from_file_location("bench_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg) if arg else module.get_config()
 
 
 def parse_variant(text: str) -> tuple[str, dict]:
@@ -83,22 +73,6 @@ def apply_overrides(config, overrides: dict):
   return c
 
 
-def memory_mb(lowered) -> dict | None:
-  """XLA's memory figures of the compiled step, where the backend reports them."""
-  try:
-    analysis = lowered.compile().memory_analysis()
-  except Exception:  # Not every backend implements it.
-    return None
-  if analysis is None:
-    return None
-  out = {}
-  for field in ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes"):
-    value = getattr(analysis, field, None)
-    if value is not None and value >= 0:
-      out[field.replace("_in_bytes", "_mb")] = round(value / 2**20, 1)
-  return out or None
-
-
 def _timed(step, state, batch) -> float:
   start = time.perf_counter()
   jax.block_until_ready(step(state, batch))
@@ -116,7 +90,7 @@ def main():
   memory_only = set(filter(None, args.memory_only.split(",")))
   load_start = os.getloadavg()[0]
 
-  base = load_config(args.config)
+  base = config_base.load_config_file(args.config)
   base.num_devices = 1
   devices = parallel.select_devices(base)
   built = {}
@@ -127,15 +101,7 @@ def main():
     state0 = jax.device_get(
       create_train_state(c, models.create_model(c.model, task.num_outputs), jax.random.key(0), crop)
     )
-    source = registry.get_source(
-      "procedural", "train", {"image_size": max(crop), "num_examples": 100, "seed": 0}
-    )
-    batches = pipeline.make_train_iterator(
-      source, int(c.batch_size), crop, 0, label_keys=task.label_keys,
-      label_specs=task.label_specs(),
-    )  # fmt: skip
-    batch = next(batches)
-    batches.close()
+    batch = procedural_batch(c.batch_size, crop, task)
     step = parallel.ParallelStep(c, step_model, task, devices)
     pixels = int(c.batch_size) * (crop[0] * crop[1] if task.dense else int(c.points_per_image))
     built[label] = dict(step=step, state0=state0, batch=batch, pixels=pixels, config=c)
@@ -154,7 +120,9 @@ def main():
       "sampling": c.task.sampling,
     }
     start = time.perf_counter()
-    results[label]["memory"] = memory_mb(b["step"].lower(fresh_state(label), b["batch"]))
+    results[label]["memory"] = memory_stats(
+      b["step"].lower(fresh_state(label), b["batch"]).compile()
+    )
     results[label]["lower_and_compile_s"] = round(time.perf_counter() - start, 3)
     if label not in memory_only:
       results[label]["first_step_s"] = round(_timed(b["step"], fresh_state(label), b["batch"]), 3)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import json
 import os
 import platform
@@ -35,12 +34,12 @@ import statistics
 import sys
 import time
 
+import bench_common
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from pixelnet_jax import config_base, models, parallel, sampling
-from pixelnet_jax.data import pipeline, registry
 from pixelnet_jax.state import create_train_state
 from pixelnet_jax.tasks import base as task_base
 
@@ -59,16 +58,9 @@ except ImportError as e:  # pragma: no cover - depends on the environment
   TORCH_IMPORT_ERROR = str(e)
 
 
-def load_config(path: str):
-  spec = importlib.util.spec_from_file_location("bench_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
 def make_config(args):
   """The config at the requested shapes (flags override the config file)."""
-  config = load_config(args.config)
+  config = config_base.load_config_file(args.config)
   if args.trunk is not None:
     config.model.trunk = {"vgg16": "vgg16", "small": "vgg_small"}[args.trunk]
   if args.size is not None:
@@ -130,22 +122,8 @@ def dense_points(images: int, crop) -> np.ndarray:
 
 
 def procedural_batch(config, task, crop, seed: int = 0) -> dict:
-  # The procedural renderer draws 64..224 px; the pipeline crops larger images and pads
-  # smaller ones (padded pixels are not valid: masked in JAX, ignore_label in torch).
-  size = min(max(max(crop), 64), 224)
-  source = registry.get_source(
-    "procedural", "train", {"image_size": size, "num_examples": 64, "seed": seed}
-  )
-  # Random access to batch 0: no reader threads left running to compete with the steps.
-  batch = pipeline.train_dataset(
-    source,
-    int(config.batch_size),
-    crop,
-    seed,
-    label_keys=task.label_keys,
-    label_specs=task.label_specs(),
-  )[0]
-  return {k: np.asarray(v) for k, v in batch.items() if isinstance(v, np.ndarray)}
+  """Batch 0 of the procedural data at the config's batch size and crop."""
+  return bench_common.procedural_batch(config.batch_size, crop, task, seed)
 
 
 # ----------------------------------------------------------------------------

@@ -12,7 +12,6 @@ hypercolumn reads, MLP head, loss, gradient, optimizer update).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -29,13 +28,6 @@ from pixelnet_jax.state import create_train_state
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def load_config(path: str):
-  spec = importlib.util.spec_from_file_location("bench_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--config", default=os.path.join(REPO, "experiments/configs/default.py"))
@@ -43,7 +35,7 @@ def main():
   parser.add_argument("--parallel", default=None, help="override config.parallel")
   args = parser.parse_args()
 
-  config = load_config(args.config)
+  config = config_base.load_config_file(args.config)
   if args.parallel:
     config.parallel = args.parallel
   devices = parallel.select_devices(config)

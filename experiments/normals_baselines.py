@@ -14,7 +14,6 @@ prints one JSON line per reference (the task's metrics: mean, median, rmse, with
 """
 
 import argparse
-import importlib.util
 import json
 import tempfile
 
@@ -25,14 +24,6 @@ from pixelnet_jax import config_base, evaluate, models
 from pixelnet_jax.data import registry
 from pixelnet_jax.metrics import normals as normal_metrics
 from pixelnet_jax.state import create_train_state
-
-
-def load_config(spec: str):
-  path, _, variant = spec.partition(":")
-  module_spec = importlib.util.spec_from_file_location("normals_config", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(variant) if variant else module.get_config()
 
 
 def constant_scores(source, direction) -> dict:
@@ -51,7 +42,7 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--config", required=True, help="experiments/configs/<name>.py[:variant]")
   args = parser.parse_args()
-  c = load_config(args.config)
+  c = config_base.load_config_file(args.config)
   c.eval.num_pictures = 0
   task, crop = config_base.validate_config(c, 1)
   if task.name != "normals":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import importlib.util
 import json
 import os
 
@@ -86,6 +87,18 @@ def paper_config(
   # half-size images).
   c.eval.scale = 1.0
   return c
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+  """``get_config()`` of a config file, ``path[:arg]`` as the launchers take it (``arg``
+  is passed to ``get_config``); for scripts that build a config without absl flags."""
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    raise ValueError(f"No config file {path!r}.")
+  module_spec = importlib.util.spec_from_file_location("_pixelnet_config_file", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
 
 
 def procedural_cpu_config(task: str) -> ml_collections.ConfigDict:

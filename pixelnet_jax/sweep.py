@@ -48,7 +48,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
-import importlib.util
 import itertools
 import json
 import math
@@ -64,7 +63,7 @@ from typing import Any
 
 from absl import app, flags
 
-from pixelnet_jax import cli, tasks
+from pixelnet_jax import cli, config_base, tasks
 
 # Fields of a metrics.jsonl line that hold elapsed seconds since the run started.
 _ELAPSED_KEYS = ("wall_seconds", "seconds", "elapsed_seconds")
@@ -234,13 +233,7 @@ def train_command(config_path: str, workdir: str, point: Point) -> list[str]:
 
 def check_keys(config_path: str, keys: Iterable[str]) -> None:
   """Loads the base config (as config_flags does) so a misspelt key fails before any run."""
-  path, _, arg = config_path.partition(":")
-  if not os.path.isfile(path):
-    raise ValueError(f"No config file {path!r}.")
-  spec = importlib.util.spec_from_file_location("_pixelnet_sweep_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(arg) if arg else module.get_config()
+  config = config_base.load_config_file(config_path)
   for key in keys:
     node = config
     for part in key.split("."):

@@ -5,16 +5,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import reference
 import tiny_config
 
 from pixelnet_jax import config_base, models, parallel, sampling, tasks
 from pixelnet_jax.data import pipeline, registry
 from pixelnet_jax.state import create_train_state
-
-
-def _log_softmax(x):
-  x = x - x.max(axis=-1, keepdims=True)
-  return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
 
 
 def _first_batch(c, task, crop):
@@ -60,18 +56,8 @@ def test_hard_sampling_step_takes_the_loss_on_the_hardest_pixels():
   assert batch["valid"].all() and (batch["label"] != task.ignore_label).all()
 
   # Independent: the unchunked model at every pixel, NumPy cross-entropy, top 64 per image.
-  c.model.dense_chunk_size = 10**6
-  reference = models.create_model(c.model, task.num_outputs)
-  rows, cols = np.meshgrid(np.arange(crop[0]), np.arange(crop[1]), indexing="ij")
-  points = np.stack([rows.ravel(), cols.ravel()], -1).astype(np.float32)
-  outputs, _ = reference.apply(
-    {"params": state.params, "batch_stats": state.batch_stats},
-    jnp.asarray(batch["image"]),
-    jnp.asarray(np.broadcast_to(points, (2, *points.shape))),
-    train=True,
-    mutable=["batch_stats"],
-  )
-  log_p = _log_softmax(np.asarray(outputs, np.float64))
+  outputs = reference.every_pixel_outputs(c.model, task.num_outputs, state, batch["image"], crop)
+  log_p = reference.log_softmax(outputs)
   labels = batch["label"].reshape(2, -1, 1).astype(int)
   losses = -np.take_along_axis(log_p, labels, axis=-1)[..., 0]
   expected = np.sort(losses, axis=-1)[:, -64:].mean()
