@@ -89,6 +89,24 @@ def paper_config(
   return c
 
 
+def _check_augment_range(config, key: str) -> None:
+  """``config.augment.<key>``: None or () (off), or (low, high) with 0 < low <= high."""
+  value = config.augment.get(key)
+  if not value:
+    return
+  if tuple(value) == (None,):  # ml_collections parses --config.augment.<key>=None so.
+    raise ConfigError(
+      f"config.augment.{key} is (None,): a tuple field given 'None' on the command line "
+      f"becomes a one-element tuple. Turn it off with --config.augment.{key}='()'."
+    )
+  try:
+    pipeline.check_scale_range(value, key)
+  except (TypeError, ValueError) as e:
+    raise ConfigError(
+      f"config.augment.{key}: {e} E.g. --config.augment.{key}='(0.5, 1.0)', or '()' for off."
+    ) from e
+
+
 def load_config_file(spec: str) -> ml_collections.ConfigDict:
   """``get_config()`` of a config file, ``path[:arg]`` as the launchers take it (``arg``
   is passed to ``get_config``); for scripts that build a config without absl flags."""
@@ -273,13 +291,8 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int):
       f"config.batch_size={config.batch_size} must be a positive multiple of the "
       f"{num_devices} devices in use; change it or set config.num_devices."
     )
-  if config.augment.get("scale_range") is not None:
-    try:
-      pipeline.check_scale_range(config.augment.scale_range)
-    except (TypeError, ValueError) as e:
-      raise ConfigError(
-        f"config.augment.scale_range: {e} E.g. --config.augment.scale_range='(0.5, 1.0)'."
-      ) from e
+  for key in ("scale_range", "gain_range"):
+    _check_augment_range(config, key)
   if not float(config.eval.get("scale", 1.0)) > 0:
     raise ConfigError(f"config.eval.scale must be > 0, got {config.eval.scale}.")
   if config.parallel not in PARALLEL:

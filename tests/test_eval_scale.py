@@ -63,6 +63,20 @@ def test_bad_scale_range_is_a_config_error(bad):
     config_base.validate_config(config, 1)
 
 
+@pytest.mark.parametrize("key", ["scale_range", "gain_range"])
+def test_augment_ranges_from_the_command_line(key):
+  """'()' turns a range off; 'None' (parsed by ml_collections as (None,)) says how to."""
+  config = tiny_config.get_config()
+  config.augment[key] = ()
+  config_base.validate_config(config, 1)
+  config.augment[key] = (None,)
+  with pytest.raises(ConfigError, match=rf"--config\.augment\.{key}='\(\)'"):
+    config_base.validate_config(config, 1)
+  config.augment[key] = (2.0, 1.0)
+  with pytest.raises(ConfigError, match=rf"config\.augment\.{key}: {key} must be"):
+    config_base.validate_config(config, 1)
+
+
 def test_bad_eval_scale_is_a_config_error():
   config = tiny_config.get_config()
   config.eval.scale = 0.0

@@ -258,11 +258,13 @@ def augment(
   return out
 
 
-def check_scale_range(scale_range: tuple[float, float]) -> tuple[float, float]:
-  """``scale_range`` as two floats; ValueError unless 0 < low <= high."""
+def check_scale_range(
+  scale_range: tuple[float, float], name: str = "scale_range"
+) -> tuple[float, float]:
+  """``scale_range`` as two floats; ValueError (naming it ``name``) unless 0 < low <= high."""
   low, high = (float(v) for v in scale_range)
   if not 0 < low <= high:
-    raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {scale_range!r}.")
+    raise ValueError(f"{name} must be (low, high) with 0 < low <= high, got {scale_range!r}.")
   return low, high
 
 
