@@ -183,7 +183,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     process_index=jax.process_index(),
     process_count=jax.process_count(),
   )
-  writer = MetricWriter(workdir, active=distributed.is_main())
+  # Rows an earlier attempt logged past the step this run starts from are dropped.
+  writer = MetricWriter(workdir, active=distributed.is_main(), resume_step=start_step)
   evaluator = evaluate.Evaluator(
     config, eval_model, task, eval_source, workdir, writer, devices=devices
   )

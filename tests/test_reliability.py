@@ -445,3 +445,23 @@ def test_a_signal_cuts_an_eval_short(tmp_path):
   state = create_train_state(c, model, jax.random.key(0), (64, 64))
   assert evaluator.run(state, 5, should_stop=should_stop) is None
   assert len(calls) == 2 and Writer.rows == []  # No metrics of a partial eval.
+
+
+def test_resume_drops_metric_rows_logged_after_the_last_checkpoint(tmp_path):
+  """A run killed after logging past its last checkpoint: the resumed run rewrites those
+  steps, and metrics.jsonl keeps each (step, split) once, in order."""
+  c = tiny_config.get_config("segmentation")
+  c.log_every, c.checkpoint_every, c.num_train_steps, c.stop_at_step = 1, 2, 6, 4
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(c, workdir)
+  path = os.path.join(workdir, "metrics.jsonl")
+  with open(path, "a") as f:  # What the killed attempt logged after checkpoint 4.
+    for step in (5, 6, 7):
+      f.write(json.dumps({"step": step, "split": "train", "loss": -1.0}) + "\n")
+    f.write('{"step": 8, "spl')  # and a line the kill cut short
+  c.stop_at_step = 6
+  assert train.train_and_evaluate(c, workdir)["start_step"] == 4
+  rows = [json.loads(line) for line in open(path)]
+  train_steps = [r["step"] for r in rows if r["split"] == "train"]
+  assert train_steps == [1, 2, 3, 4, 5, 6]
+  assert all(r["loss"] > 0 for r in rows if r["split"] == "train")
