@@ -465,3 +465,5 @@ def test_resume_drops_metric_rows_logged_after_the_last_checkpoint(tmp_path):
   train_steps = [r["step"] for r in rows if r["split"] == "train"]
   assert train_steps == [1, 2, 3, 4, 5, 6]
   assert all(r["loss"] > 0 for r in rows if r["split"] == "train")
+  # How long the host waited for the device (bounded run-ahead) is logged as a fraction.
+  assert all(0.0 <= r["host_wait_fraction"] <= 1.0 for r in rows if r["split"] == "train")
