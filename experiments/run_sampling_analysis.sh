@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The sampling analysis of experiments/results/sampling_analysis.md, one command per dataset:
+#   experiments/run_sampling_analysis.sh procedural|bsds|camvid [RUNS_DIR]
+# Runs every sweep of that dataset (2 seeds per point; finished points are skipped, so a
+# cut run resumes), then prints the tables and writes the plots into RUNS_DIR (default
+# runs/). bsds and camvid need PIXELNET_TEST_DATA (the folder holding BSR/ and camvid/).
+set -euo pipefail
+dataset=${1:?usage: experiments/run_sampling_analysis.sh procedural|bsds|camvid [RUNS_DIR]}
+runs=${2:-runs}
+analyse="python experiments/sampling_analysis.py"
+
+case $dataset in
+  procedural)
+    S="--config experiments/configs/procedural_segmentation.py --seeds 0,1 --set config.num_train_steps=600 --set config.eval_every=200 --set config.checkpoint_every=600"
+    pixelnet-sweep $S --workdir $runs/sweep_pixels --axis config.points_per_image=4,16,64,256,1024
+    pixelnet-sweep $S --workdir $runs/sweep_dense --axis config.task.sampling=dense
+    for bp in 1:2048 2:1024 4:512 8:256; do
+      pixelnet-sweep $S --workdir $runs/sweep_diversity/b${bp%%:*} \
+        --axis config.batch_size=${bp%%:*} --set config.points_per_image=${bp##*:}
+    done
+    pixelnet-sweep $S --workdir $runs/sweep_sampler --axis config.task.sampling=uniform,class_stratified
+    pixelnet-sweep $S --workdir $runs/sweep_hard --axis config.task.sampling=hard
+    pixelnet-sweep $S --workdir $runs/sweep_head --axis config.model.head=linear,mlp
+    pixelnet-sweep $S --workdir $runs/sweep_widths --axis "config.model.heads.mlp.widths=(64,64),(1024,1024),(256,)"
+    pixelnet-sweep $S --workdir $runs/sweep_linear_raw --set config.model.head=linear \
+      --axis config.model.heads.linear.normalize=False
+    pixelnet-sweep $S --workdir $runs/sweep_nobn --axis config.model.trunks.vgg_small.batch_norm=False
+    pixelnet-sweep $S --workdir $runs/sweep_linear_nobn --set config.model.head=linear \
+      --set config.model.trunks.vgg_small.batch_norm=False --axis config.model.heads.linear.normalize=True,False
+    $analyse --out $runs/sampling_pixels $runs/sweep_pixels $runs/sweep_dense
+    $analyse --out $runs/sampling_diversity $runs/sweep_diversity/b{1,2,4,8}
+    $analyse --out $runs/sampling_sampler $runs/sweep_sampler $runs/sweep_hard
+    $analyse --out $runs/sampling_head $runs/sweep_head $runs/sweep_widths $runs/sweep_linear_raw
+    $analyse --out $runs/sampling_batchnorm $runs/sweep_head $runs/sweep_nobn $runs/sweep_linear_nobn
+    ;;
+  bsds)
+    B="--config experiments/configs/bsds_edges.py --seeds 0,1 --set config.num_train_steps=500 --set config.eval_every=250 --set config.checkpoint_every=500"
+    pixelnet-sweep $B --workdir $runs/bsds_sweep_sampler --axis config.task.sampling=stratified,uniform
+    pixelnet-sweep $B --workdir $runs/bsds_sweep_head --axis config.model.head=linear
+    pixelnet-sweep $B --workdir $runs/bsds_sweep_pixels --axis config.points_per_image=64,256
+    for run in $runs/bsds_sweep_*/*__seed=*; do
+      experiments/bsds_val_subset_ods.sh "$run"  # the BSDS benchmark on the first 25 val images
+    done
+    E="--metric f_pixel --extra ods_val25/results.json:ods_f --extra ods_val25/results.json:ap"
+    $analyse $E --out $runs/sampling_bsds_pixels $runs/bsds_sweep_pixels $runs/bsds_sweep_sampler
+    $analyse $E --out $runs/sampling_bsds_head $runs/bsds_sweep_head $runs/bsds_sweep_sampler
+    ;;
+  camvid)
+    C="--config experiments/configs/camvid_segmentation.py:quick --seeds 0,1 --set config.num_train_steps=500 --set config.eval_every=500 --set config.checkpoint_every=500"
+    pixelnet-sweep $C --workdir $runs/camvid_sweep_pixels --axis config.points_per_image=64,256,1000
+    pixelnet-sweep $C --workdir $runs/camvid_sweep_sampler --axis config.task.sampling=uniform
+    pixelnet-sweep $C --workdir $runs/camvid_sweep_head --axis config.model.head=linear
+    $analyse --out $runs/sampling_camvid_pixels $runs/camvid_sweep_pixels
+    $analyse --out $runs/sampling_camvid_sampler_head $runs/camvid_sweep_sampler $runs/camvid_sweep_head \
+      "$runs/camvid_sweep_pixels"
+    ;;
+  *)
+    echo "unknown dataset $dataset: procedural, bsds or camvid" >&2
+    exit 2
+    ;;
+esac
