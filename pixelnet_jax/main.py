@@ -164,6 +164,7 @@ def run_eval():
 def run_predict():
   _define_common()
   _define_checkpoint_choice()
+  _define_distributed()
   flags.DEFINE_string(
     "out_dir",
     None,
@@ -191,8 +192,9 @@ def run_predict():
     "Writes a split's predictions (one PNG per image, the task's format) with a "
     "checkpoint of a work directory.\n\n"
     "pixelnet-predict --config CONFIG.py --workdir DIR --out_dir OUT [--split val] "
-    "[--step N | --best] [--scales 0.5,1,1.5] [--save_npy] [--limit N]",
-    _COMMON + _CHOICE + ["out_dir", "split", "scales", "save_npy", "limit"],
+    "[--step N | --best] [--scales 0.5,1,1.5] [--save_npy] [--limit N]\n"
+    f"  [{distributed.FLAGS_HELP}] (each process writes its share of the images)",
+    _COMMON + _CHOICE + ["out_dir", "split", "scales", "save_npy", "limit"] + _DISTRIBUTED,
   )
 
 

@@ -308,13 +308,16 @@ def predict_split(
   scales: Sequence[float] = (1.0,),
   writer: PredictionWriter | None = None,
   source=None,
+  shard_index: int = 0,
+  shard_count: int = 1,
 ) -> Iterator[tuple[str, np.ndarray]]:
   """Yields (image id, decoded prediction at the image's own size) over a split, in order.
 
   Images are batched by ``config.eval.batch_size`` (padded to the batch's largest
   image, then cropped back to each image's ``image_size``). ``scales`` other than
   (1.0,) average in ``writer``'s space (default: the task's writer; see
-  ``multiscale_average``).
+  ``multiscale_average``). ``shard_index`` of ``shard_count``: only the batches
+  shard_index, shard_index + shard_count, ... (a process's share of the split).
   """
   scales = check_scales(scales)
   source = source or registry.get_source(config.dataset.name, split, config.dataset)
@@ -324,8 +327,10 @@ def predict_split(
   )
   variables = {"params": state.params, "batch_stats": state.batch_stats}
   batch_size = int(config.eval.batch_size)
-  index = 0
-  for batch in evaluate.eval_batches(source, task, batch_size, limit):
+  total = len(source) if limit is None else min(int(limit), len(source))
+  batches = evaluate.eval_batches(source, task, batch_size, limit, shard_index, shard_count)
+  for number, batch in enumerate(batches):
+    first = (shard_index + number * shard_count) * batch_size  # global index of item 0
     images = jnp.asarray(batch["image"])
     if scales == (1.0,):
       decoded = task.decode(predict(variables, images))
@@ -336,14 +341,14 @@ def predict_split(
     decoded = np.asarray(decoded)
     ids = batch.get("id", [None] * decoded.shape[0])
     for i in range(decoded.shape[0]):
-      if limit is not None and index >= int(limit):
+      index = first + i
+      if index >= total:
         return
       height, width = (int(v) for v in batch["image_size"][i])
       image_id = ids[i]
       if isinstance(image_id, bytes):
         image_id = image_id.decode("utf-8")
       yield (str(image_id) if image_id is not None else f"{index:06d}", decoded[i, :height, :width])
-      index += 1
 
 
 def write_predictions(
@@ -370,7 +375,8 @@ def write_predictions(
     save_npy: normals only: also ``<id>.npy``, float32 unit normals.
 
   Returns:
-    {'step', 'split', 'task', 'out_dir', 'ids', 'files'}: what was written.
+    {'step', 'split', 'task', 'out_dir', 'ids', 'files'}: what was written (by this
+    process: in a multi-process run each process writes its share of the batches).
   """
   if step is not None and best:
     raise ValueError("Give --step or --best, not both.")
@@ -387,8 +393,20 @@ def write_predictions(
   writer = get_writer(task, source, options)
   os.makedirs(out_dir, exist_ok=True)
   ids, files = [], []
+  # Several processes (jax.distributed): each predicts and writes its own share of the
+  # batches; the files do not overlap.
   for image_id, prediction in predict_split(
-    config, task, model, state, split, limit, scales, writer=writer, source=source
+    config,
+    task,
+    model,
+    state,
+    split,
+    limit,
+    scales,
+    writer=writer,
+    source=source,
+    shard_index=jax.process_index(),
+    shard_count=jax.process_count(),
   ):
     files += writer.write(prediction, _output_stem(out_dir, image_id))
     ids.append(image_id)

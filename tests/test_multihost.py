@@ -22,8 +22,9 @@ import time
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
-from pixelnet_jax import distributed, train
+from pixelnet_jax import distributed, predict, train
 from pixelnet_jax.checkpoints import Checkpoints
 from pixelnet_jax.data import pipeline, registry
 from pixelnet_jax.errors import ConfigError
@@ -254,6 +255,27 @@ def test_eval_launcher_on_two_processes(runs):
     np.testing.assert_allclose(result["miou"], expected["miou"], atol=1e-6)
   with open(os.path.join(runs["workdir"], f"eval_step{end}.json")) as f:
     np.testing.assert_allclose(json.load(f)["miou"], expected["miou"], atol=1e-6)
+
+
+def test_predict_launcher_on_two_processes_writes_each_image_once(runs, tmp_path):
+  """``pixelnet-predict`` with the same flags: each process writes its share of the
+  images; together they are exactly one process's files."""
+  end, two = runs["end"], tmp_path / "two"
+  procs = _start(runs["workdir"], {}, 2, "pixelnet-predict", f"--step={end}", f"--out_dir={two}")
+  try:
+    for i, proc in enumerate(procs):
+      _, err = proc.communicate(timeout=120)
+      assert proc.returncode == 0, f"process {i} exited {proc.returncode}:\n{err[-4000:]}"
+  finally:
+    for proc in procs:
+      if proc.poll() is None:
+        proc.kill()
+  one = predict.write_predictions(_config(SMALL), runs["workdir"], str(tmp_path / "one"), step=end)
+  assert sorted(os.listdir(two)) == sorted(os.path.basename(f) for f in one["files"])
+  assert len(one["files"]) == SMALL["dataset.num_examples.val"]
+  for name in os.listdir(two):
+    with Image.open(two / name) as a, Image.open(tmp_path / "one" / name) as b:
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=name)
 
 
 # ----------------------------------------------------------------------------
