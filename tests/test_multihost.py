@@ -271,9 +271,14 @@ def test_predict_launcher_on_two_processes_writes_each_image_once(runs, tmp_path
       if proc.poll() is None:
         proc.kill()
   one = predict.write_predictions(_config(SMALL), runs["workdir"], str(tmp_path / "one"), step=end)
-  assert sorted(os.listdir(two)) == sorted(os.path.basename(f) for f in one["files"])
-  assert len(one["files"]) == SMALL["dataset.num_examples.val"]
-  for name in os.listdir(two):
+  written = sorted(
+    os.path.relpath(os.path.join(folder, name), two)
+    for folder, _, names in os.walk(two)
+    for name in names
+  )
+  assert written == sorted(os.path.relpath(f, tmp_path / "one") for f in one["files"])
+  assert len(written) == SMALL["dataset.num_examples.val"]
+  for name in written:
     with Image.open(two / name) as a, Image.open(tmp_path / "one" / name) as b:
       np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=name)
 
