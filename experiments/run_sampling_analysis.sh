@@ -21,6 +21,9 @@ case $dataset in
     pixelnet-sweep $S --workdir $runs/sweep_sampler --axis config.task.sampling=uniform,class_stratified
     pixelnet-sweep $S --workdir $runs/sweep_hard --axis config.task.sampling=hard
     pixelnet-sweep $S --workdir $runs/sweep_head --axis config.model.head=linear,mlp
+    pixelnet-sweep --config experiments/configs/procedural_segmentation.py --seeds 0,1 \
+      --workdir $runs/sweep_head_1200 --axis config.model.head=linear,mlp \
+      --set config.eval_every=400 --set config.checkpoint_every=1200
     pixelnet-sweep $S --workdir $runs/sweep_widths --axis "config.model.heads.mlp.widths=(64,64),(1024,1024),(256,)"
     pixelnet-sweep $S --workdir $runs/sweep_linear_raw --set config.model.head=linear \
       --axis config.model.heads.linear.normalize=False
@@ -31,6 +34,7 @@ case $dataset in
     $analyse --out $runs/sampling_diversity $runs/sweep_diversity/b{1,2,4,8}
     $analyse --out $runs/sampling_sampler $runs/sweep_sampler $runs/sweep_hard
     $analyse --out $runs/sampling_head $runs/sweep_head $runs/sweep_widths $runs/sweep_linear_raw
+    $analyse --out $runs/sampling_head_1200 $runs/sweep_head_1200
     $analyse --out $runs/sampling_batchnorm $runs/sweep_head $runs/sweep_nobn $runs/sweep_linear_nobn
     ;;
   bsds)
