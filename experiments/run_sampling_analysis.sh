@@ -42,12 +42,18 @@ case $dataset in
     pixelnet-sweep $B --workdir $runs/bsds_sweep_sampler --axis config.task.sampling=stratified,uniform
     pixelnet-sweep $B --workdir $runs/bsds_sweep_head --axis config.model.head=linear
     pixelnet-sweep $B --workdir $runs/bsds_sweep_pixels --axis config.points_per_image=64,256
+    pixelnet-sweep $B --workdir $runs/bsds_sweep_dense --axis config.task.sampling=dense
+    pixelnet-sweep $B --workdir $runs/bsds_sweep_hard --axis config.task.sampling=hard
+    pixelnet-sweep $B --workdir $runs/bsds_sweep_nobn --axis config.model.trunks.vgg.batch_norm=False
     for run in $runs/bsds_sweep_*/*__seed=*; do
       experiments/bsds_val_subset_ods.sh "$run"  # the BSDS benchmark on the first 25 val images
     done
     E="--metric f_pixel --extra ods_val25/results.json:ods_f --extra ods_val25/results.json:ap"
     $analyse $E --out $runs/sampling_bsds_pixels $runs/bsds_sweep_pixels $runs/bsds_sweep_sampler
     $analyse $E --out $runs/sampling_bsds_head $runs/bsds_sweep_head $runs/bsds_sweep_sampler
+    $analyse $E --out $runs/sampling_bsds_dense $runs/bsds_sweep_dense $runs/bsds_sweep_sampler
+    $analyse $E --out $runs/sampling_bsds_hard_nobn $runs/bsds_sweep_hard $runs/bsds_sweep_nobn \
+      $runs/bsds_sweep_sampler
     ;;
   camvid)
     C="--config experiments/configs/camvid_segmentation.py:quick --seeds 0,1 --set config.num_train_steps=500 --set config.eval_every=500 --set config.checkpoint_every=500"

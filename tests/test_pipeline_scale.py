@@ -102,3 +102,73 @@ def test_off_by_default_keeps_the_stream():
   b = pipeline.train_dataset(source, 2, (12, 14), seed=5, scale_range=None)[4]
   for key in a:
     np.testing.assert_array_equal(a[key], b[key])
+
+
+def _max_reference(array, out_size):
+  """Scatter-max, source pixel by source pixel: along a shrunk axis, source pixel k
+  (spanning [k, k + 1)) goes to the output pixel whose span [i s/o, (i + 1) s/o) holds
+  the end of its span, i = ceil((k + 1) o / s) - 1; a grown axis takes the nearest."""
+  (h, w), (sh, sw) = out_size, array.shape[:2]
+
+  def owners(size, out):
+    if out >= size:
+      return None
+    return [-(-(k + 1) * out // size) - 1 for k in range(size)]
+
+  if h >= sh:
+    array = array[np.minimum(((np.arange(h) + 0.5) * sh / h).astype(int), sh - 1)]
+  if w >= sw:
+    array = array[:, np.minimum(((np.arange(w) + 0.5) * sw / w).astype(int), sw - 1)]
+  rows = owners(sh, h) or list(range(h))
+  cols = owners(sw, w) or list(range(w))
+  out = np.full((h, w), -np.inf, array.dtype)
+  for k, i in enumerate(rows):
+    for m, j in enumerate(cols):
+      out[i, j] = max(out[i, j], array[k, m])
+  return out
+
+
+@pytest.mark.parametrize("out_size", [(7, 11), (13, 30), (20, 9), (31, 17), (40, 60)])
+def test_max_resize_matches_a_pixel_by_pixel_reference(out_size):
+  array = np.random.default_rng(1).random((H, W)).astype(np.float32)
+  expected = _max_reference(array, out_size)
+  np.testing.assert_array_equal(pipeline.resize(array, out_size, "max"), expected)
+
+
+@pytest.mark.parametrize("scale", [0.37, 0.5, 0.7, 0.9])
+def test_thin_boundaries_survive_shrinking_by_max_not_by_nearest(scale):
+  specs = {"edges": pipeline.LabelSpec(0.0, resize="max")}
+  lost_by_nearest = 0
+  for row in range(H):  # A 1-pixel boundary at every possible row.
+    edges = np.zeros((H, W), np.float32)
+    edges[row, :] = 0.6  # marked by 60% of annotators
+    edges[:, row] = 1.0  # and a vertical one
+    ex = {"image": np.zeros((H, W, 3), np.uint8), "edges": edges}
+    out = pipeline.rescale(ex, scale, specs)["edges"]
+    # Every column still crosses the horizontal boundary, every row the vertical one,
+    # and no value appears that the source does not have.
+    assert (out.max(axis=0) >= 0.6).all() and (out == 1.0).any(axis=1).all()
+    assert set(np.unique(out).tolist()) <= set(np.unique(edges).tolist())
+    nearest = pipeline.rescale(ex, scale)["edges"]
+    lost_by_nearest += not (nearest.max(axis=0) >= 0.6).all()
+  # Nearest skips about (1 - scale) of the rows: that share of boundaries is gone.
+  assert lost_by_nearest >= max(1, int((1 - scale) * H) - 1)
+
+
+def test_edges_task_declares_max_resize():
+  from pixelnet_jax import tasks
+
+  task = tasks.get_task("edges", tasks.default_task_config("edges"))
+  assert task.label_specs()["edges"].resize == "max"
+  # Through the train stream: a shrunk crop of a 1-pixel boundary keeps it whole.
+  edges = np.zeros((H, W), np.float32)
+  edges[:, 13] = 1.0
+  source = _ListSource([{"image": np.zeros((H, W, 3), np.uint8), "edges": edges}])
+  it = pipeline.make_train_iterator(
+    source, 1, (10, 10), seed=2, scale_range=(0.5, 0.5), gain_range=None, flip=False,
+    label_keys=("edges",), label_specs=task.label_specs(), num_threads=1, prefetch=1,
+  )  # fmt: skip
+  crop = next(it)["edges"][0]
+  assert (crop == 1.0).any(axis=1).all() and crop.sum() == 10
+  with pytest.raises(ValueError, match="resize"):
+    pipeline.LabelSpec(0, resize="linear")

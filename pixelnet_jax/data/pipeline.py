@@ -54,10 +54,19 @@ class LabelSpec:
     pad_value: what pixels outside the image hold (e.g. a task's ignore label).
     hflip: applied to the values after a left-right mirror of the map (e.g. negate
       the image-right component of surface normals); None: values unchanged.
+    resize: how scale augmentation resamples the map: 'nearest' (keeps the value set:
+      class ids, ignore, unit normals) or 'max' (each pixel of a shrunk map takes the
+      max of the source pixels it covers, so 1-pixel structures such as boundaries stay
+      connected instead of losing the rows and columns nearest skips).
   """
 
   pad_value: Any = 0
   hflip: Callable[[np.ndarray], np.ndarray] | None = None
+  resize: str = "nearest"
+
+  def __post_init__(self):
+    if self.resize not in ("nearest", "max"):
+      raise ValueError(f"LabelSpec.resize must be 'nearest' or 'max', got {self.resize!r}.")
 
 
 LabelSpecs = Mapping[str, LabelSpec]
@@ -183,18 +192,36 @@ def _resize_axis(size: int, out: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
   return i0, np.minimum(i0 + 1, size - 1), (pos - i0).astype(np.float32)
 
 
+RESIZE_METHODS = ("nearest", "linear", "max")
+
+
+def _nearest_axis(size: int, out: int) -> np.ndarray:
+  return np.minimum((np.arange(out) + 0.5) * (size / out), size - 1).astype(np.int64)
+
+
+def _max_axis(array: np.ndarray, out: int, axis: int) -> np.ndarray:
+  """Shrinking: the max over each output pixel's span [i*size/out, (i+1)*size/out) of
+  source pixels (the spans tile the axis); growing or equal: nearest."""
+  size = array.shape[axis]
+  if out >= size:
+    return np.take(array, _nearest_axis(size, out), axis=axis)
+  starts = (np.arange(out) * size) // out
+  return np.maximum.reduceat(array, starts, axis=axis)
+
+
 def resize(array: np.ndarray, out_size: tuple[int, int], method: str = "nearest") -> np.ndarray:
-  """[H, W, ...] -> [h, w, ...]: 'nearest' (any dtype, values kept) or 'linear' (bilinear,
-  half-pixel centres; integer dtypes rounded back). Same size: returned unchanged."""
+  """[H, W, ...] -> [h, w, ...]: 'nearest' (any dtype, values kept), 'linear' (bilinear,
+  half-pixel centres; integer dtypes rounded back) or 'max' (see `LabelSpec.resize`:
+  thin structures survive shrinking). Same size: returned unchanged."""
   (h, w), size = out_size, array.shape[:2]
   if (h, w) == tuple(size):
     return array
   if method == "nearest":
-    rows = np.minimum((np.arange(h) + 0.5) * (size[0] / h), size[0] - 1).astype(np.int64)
-    cols = np.minimum((np.arange(w) + 0.5) * (size[1] / w), size[1] - 1).astype(np.int64)
-    return array[rows][:, cols]
+    return array[_nearest_axis(size[0], h)][:, _nearest_axis(size[1], w)]
+  if method == "max":
+    return _max_axis(_max_axis(array, h, 0), w, 1)
   if method != "linear":
-    raise ValueError(f"resize method must be 'nearest' or 'linear', got {method!r}.")
+    raise ValueError(f"resize method must be one of {RESIZE_METHODS}, got {method!r}.")
   (r0, r1, wr), (c0, c1, wc) = _resize_axis(size[0], h), _resize_axis(size[1], w)
   a = array.astype(np.float32)
   wr = wr.reshape((h, 1) + (1,) * (a.ndim - 2))
@@ -208,16 +235,20 @@ def resize(array: np.ndarray, out_size: tuple[int, int], method: str = "nearest"
   return out.astype(array.dtype)
 
 
-def rescale(example: Mapping[str, np.ndarray], scale: float) -> dict:
+def rescale(
+  example: Mapping[str, np.ndarray], scale: float, label_specs: LabelSpecs | None = None
+) -> dict:
   """Resizes every spatial key by `scale` (sizes rounded, at least 1 pixel).
 
-  The image is interpolated bilinearly; label maps and `valid` take the nearest pixel, so
-  they keep their value set (class ids, ignore, unit normals, booleans).
+  The image is interpolated bilinearly; label maps and `valid` are resampled as their
+  `LabelSpec.resize` says (default nearest, which keeps their value set: class ids,
+  ignore, unit normals, booleans).
   """
   h, w = example["image"].shape[:2]
   out_size = (max(1, int(round(h * scale))), max(1, int(round(w * scale))))
   return {
-    k: resize(v, out_size, "linear" if k == "image" else "nearest") for k, v in example.items()
+    k: resize(v, out_size, "linear" if k == "image" else _spec(k, label_specs).resize)
+    for k, v in example.items()
   }
 
 
@@ -246,7 +277,7 @@ def augment(
   """
   out = select_keys(example, label_keys)
   if scale_range is not None:
-    out = rescale(out, float(rng.uniform(*check_scale_range(scale_range))))
+    out = rescale(out, float(rng.uniform(*check_scale_range(scale_range))), label_specs)
   out = random_crop(out, crop_size, rng, label_specs)
   do_flip = bool(rng.random() < 0.5)
   gains = (

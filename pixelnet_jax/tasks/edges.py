@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pixelnet_jax import sampling
+from pixelnet_jax.data.pipeline import LabelSpec
 from pixelnet_jax.tasks import base
 
 _FUSIONS = ("threshold", "soft")
@@ -92,6 +93,11 @@ class EdgesTask(base.Task):
       raise ValueError(f"config.task.metric_bins must be >= 2, got {config.metric_bins!r}.")
 
   # -- Labels -----------------------------------------------------------------
+
+  def label_specs(self):
+    # Boundaries are 1 pixel wide: scale augmentation must shrink them by max, not
+    # nearest, or a third of them vanish at scale 0.7.
+    return {"edges": LabelSpec(0.0, resize="max")}
 
   def _known(self, edges):
     """[..., H, W] bool: pixels with a trusted label (all unless ignore_uncertain)."""
