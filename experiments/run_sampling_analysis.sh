@@ -60,7 +60,8 @@ case $dataset in
     pixelnet-sweep $C --workdir $runs/camvid_sweep_pixels --axis config.points_per_image=64,256,1000
     pixelnet-sweep $C --workdir $runs/camvid_sweep_sampler --axis config.task.sampling=uniform
     pixelnet-sweep $C --workdir $runs/camvid_sweep_head --axis config.model.head=linear
-    $analyse --out $runs/sampling_camvid_pixels $runs/camvid_sweep_pixels
+    pixelnet-sweep $C --workdir $runs/camvid_sweep_dense --axis config.task.sampling=dense
+    $analyse --out $runs/sampling_camvid_pixels $runs/camvid_sweep_pixels $runs/camvid_sweep_dense
     $analyse --out $runs/sampling_camvid_sampler_head $runs/camvid_sweep_sampler $runs/camvid_sweep_head \
       "$runs/camvid_sweep_pixels"
     ;;

@@ -71,6 +71,7 @@ def get_config():
   c.crop_size = 160
   c.augment.flip = True
   c.augment.gain_range = (0.8, 1.25)
+  c.augment.scale_range = (0.7, 1.4)
 
   c.optimizer.name = "adam"
   c.optimizer.learning_rate = 1e-3
@@ -79,9 +80,9 @@ def get_config():
   c.optimizer.warmup_steps = 100
   c.optimizer.grad_clip_norm = 5.0
 
-  c.num_train_steps = 8500
+  c.num_train_steps = 9800
   c.log_every = 50
-  c.eval_every = 1700
+  c.eval_every = 1960
   c.checkpoint_every = 500
   c.eval.num_pictures = 2
   return c
