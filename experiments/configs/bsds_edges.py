@@ -26,6 +26,8 @@ Choices, and why:
   uniform, the MLP head beats the linear one, and 1,000 pixels per image beat 256 and 64;
   scale augmentation and a fifth (stride-16) stage made no difference beyond the seed
   spread, so they are left out, and the extra training time goes to more steps.
+  Scale augmentation (0.7-1.4, edge labels shrunk by max) also failed at full length:
+  9,800 steps with it, in 44 minutes, scored val ODS 0.723 against this config's 0.724.
 - In-training evaluation is the cheap pixel-exact proxy on 10 val images; the
   BSDS benchmark runs afterwards on the PNGs of ``pixelnet_jax.predict``.
 """
@@ -71,7 +73,6 @@ def get_config():
   c.crop_size = 160
   c.augment.flip = True
   c.augment.gain_range = (0.8, 1.25)
-  c.augment.scale_range = (0.7, 1.4)
 
   c.optimizer.name = "adam"
   c.optimizer.learning_rate = 1e-3
@@ -80,9 +81,9 @@ def get_config():
   c.optimizer.warmup_steps = 100
   c.optimizer.grad_clip_norm = 5.0
 
-  c.num_train_steps = 9800
+  c.num_train_steps = 8500
   c.log_every = 50
-  c.eval_every = 1960
+  c.eval_every = 1700
   c.checkpoint_every = 500
   c.eval.num_pictures = 2
   return c
