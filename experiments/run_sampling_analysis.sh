@@ -41,7 +41,7 @@ case $dataset in
     B="--config experiments/configs/bsds_edges.py --seeds 0,1 --set config.num_train_steps=500 --set config.eval_every=250 --set config.checkpoint_every=500"
     pixelnet-sweep $B --workdir $runs/bsds_sweep_sampler --axis config.task.sampling=stratified,uniform
     pixelnet-sweep $B --workdir $runs/bsds_sweep_head --axis config.model.head=linear
-    pixelnet-sweep $B --workdir $runs/bsds_sweep_pixels --axis config.points_per_image=64,256
+    pixelnet-sweep $B --workdir $runs/bsds_sweep_pixels --axis config.points_per_image=4,16,64,256
     pixelnet-sweep $B --workdir $runs/bsds_sweep_dense --axis config.task.sampling=dense
     pixelnet-sweep $B --workdir $runs/bsds_sweep_hard --axis config.task.sampling=hard
     pixelnet-sweep $B --workdir $runs/bsds_sweep_nobn --axis config.model.trunks.vgg.batch_norm=False
@@ -57,7 +57,7 @@ case $dataset in
     ;;
   camvid)
     C="--config experiments/configs/camvid_segmentation.py:quick --seeds 0,1 --set config.num_train_steps=500 --set config.eval_every=500 --set config.checkpoint_every=500"
-    pixelnet-sweep $C --workdir $runs/camvid_sweep_pixels --axis config.points_per_image=64,256,1000
+    pixelnet-sweep $C --workdir $runs/camvid_sweep_pixels --axis config.points_per_image=4,16,64,256,1000
     pixelnet-sweep $C --workdir $runs/camvid_sweep_sampler --axis config.task.sampling=uniform
     pixelnet-sweep $C --workdir $runs/camvid_sweep_head --axis config.model.head=linear
     pixelnet-sweep $C --workdir $runs/camvid_sweep_dense --axis config.task.sampling=dense
