@@ -49,7 +49,8 @@ case $dataset in
       experiments/bsds_val_subset_ods.sh "$run"  # the BSDS benchmark on the first 25 val images
     done
     E="--metric f_pixel --extra ods_val25/results.json:ods_f --extra ods_val25/results.json:ap"
-    $analyse $E --out $runs/sampling_bsds_pixels $runs/bsds_sweep_pixels $runs/bsds_sweep_sampler
+    $analyse $E --out $runs/sampling_bsds_pixels $runs/bsds_sweep_pixels $runs/bsds_sweep_sampler \
+      $runs/bsds_sweep_dense
     $analyse $E --out $runs/sampling_bsds_head $runs/bsds_sweep_head $runs/bsds_sweep_sampler
     $analyse $E --out $runs/sampling_bsds_dense $runs/bsds_sweep_dense $runs/bsds_sweep_sampler
     $analyse $E --out $runs/sampling_bsds_hard_nobn $runs/bsds_sweep_hard $runs/bsds_sweep_nobn \

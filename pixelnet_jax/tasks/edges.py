@@ -96,7 +96,7 @@ class EdgesTask(base.Task):
 
   def label_specs(self):
     # Boundaries are 1 pixel wide: scale augmentation must shrink them by max, not
-    # nearest, or a third of them vanish at scale 0.7.
+    # nearest, or about 30% of them vanish at scale 0.7.
     return {"edges": LabelSpec(0.0, resize="max")}
 
   def _known(self, edges):
