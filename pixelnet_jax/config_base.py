@@ -62,6 +62,9 @@ def paper_config(
   # (low, high): each training image is resized by a factor drawn from U[low, high]
   # before the crop (multi-scale training); None keeps the stored size.
   c.augment.scale_range = config_dict.placeholder(tuple)
+  # Random quarter turns before the crop (with flip: all 8 symmetries of the square), for
+  # data with no preferred orientation; off for scenes with an up (roads, rooms).
+  c.augment.rotate = False
   c.data_threads = 2
   c.data_workers = 0
 

@@ -177,6 +177,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     flip=bool(config.augment.flip),
     gain_range=tuple(config.augment.gain_range) if config.augment.gain_range else None,
     scale_range=tuple(config.augment.scale_range) if config.augment.get("scale_range") else None,
+    rotate=bool(config.augment.get("rotate", False)),
     label_keys=task.label_keys,
     label_specs=task.label_specs(),
     validate=functools.partial(_validate_batch, task),

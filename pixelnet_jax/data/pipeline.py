@@ -54,6 +54,9 @@ class LabelSpec:
     pad_value: what pixels outside the image hold (e.g. a task's ignore label).
     hflip: applied to the values after a left-right mirror of the map (e.g. negate
       the image-right component of surface normals); None: values unchanged.
+    rot90: ``rot90(values, k)`` applied to the values after the map is turned by k
+      quarter turns (``np.rot90``: the image-right side moves to the top), e.g. turning
+      the x/y components of surface normals; None: values unchanged.
     resize: how scale augmentation resamples the map: 'nearest' (keeps the value set:
       class ids, ignore, unit normals) or 'max' (each pixel of a shrunk map takes the
       max of the source pixels it covers, so 1-pixel structures such as boundaries stay
@@ -62,6 +65,7 @@ class LabelSpec:
 
   pad_value: Any = 0
   hflip: Callable[[np.ndarray], np.ndarray] | None = None
+  rot90: Callable[[np.ndarray, int], np.ndarray] | None = None
   resize: str = "nearest"
 
   def __post_init__(self):
@@ -185,6 +189,22 @@ def horizontal_flip(
   return out
 
 
+def rotate90(
+  example: Mapping[str, np.ndarray], k: int, label_specs: LabelSpecs | None = None
+) -> dict:
+  """Turns every spatial key by k quarter turns (``np.rot90`` over the image axes, so
+  [H, W, ...] becomes [W, H, ...] for odd k), then applies each key's `LabelSpec.rot90`."""
+  k = int(k) % 4
+  if k == 0:
+    return dict(example)
+  out = {}
+  for key, value in example.items():
+    turn = _spec(key, label_specs).rot90
+    value = np.rot90(value, k, axes=(0, 1))
+    out[key] = turn(value, k) if turn is not None else value
+  return out
+
+
 def _resize_axis(size: int, out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Half-pixel bilinear taps along one axis: (i0, i1, weight of i1)."""
   pos = np.clip((np.arange(out) + 0.5) * (size / out) - 0.5, 0, size - 1)
@@ -267,17 +287,24 @@ def augment(
   label_keys: Sequence[str] | None = None,
   label_specs: LabelSpecs | None = None,
   scale_range: tuple[float, float] | None = None,
+  rotate: bool = False,
 ) -> dict:
-  """Random scale U[scale_range] (if given), crop, horizontal flip (50%), per-channel gain
-  U[gain_range] on the image only.
+  """Random scale U[scale_range] (if given), quarter turns k ~ U{0..3} (if rotate), crop,
+  horizontal flip (50%), per-channel gain U[gain_range] on the image only.
 
+  Turns and the flip together draw all 8 symmetries of the square, for data with no
+  preferred orientation (e.g. BSDS500's portrait and landscape photographs); the turn
+  comes before the crop, so non-square crops keep their shape.
   Returns the spatial keys at crop_size with `image [h, w, 3] float32` still in 0..255
   (`finalize` normalises it). Draws from rng in a fixed order, so it is deterministic;
-  scale_range None draws nothing for it (the same stream as before it existed).
+  scale_range None and rotate False draw nothing for them (the same stream as before
+  they existed).
   """
   out = select_keys(example, label_keys)
   if scale_range is not None:
     out = rescale(out, float(rng.uniform(*check_scale_range(scale_range))), label_specs)
+  if rotate:
+    out = rotate90(out, int(rng.integers(0, 4)), label_specs)
   out = random_crop(out, crop_size, rng, label_specs)
   do_flip = bool(rng.random() < 0.5)
   gains = (
@@ -336,6 +363,7 @@ def train_dataset(
   label_keys: Sequence[str] | None = None,
   label_specs: LabelSpecs | None = None,
   scale_range: tuple[float, float] | None = None,
+  rotate: bool = False,
   validate: Callable[[dict], None] | None = None,
   process_index: int = 0,
   process_count: int = 1,
@@ -368,6 +396,7 @@ def train_dataset(
     label_keys=label_keys,
     label_specs=label_specs,
     scale_range=scale_range,
+    rotate=bool(rotate),
   )
   if scale_range is not None:
     check_scale_range(scale_range)
@@ -419,6 +448,7 @@ def make_train_iterator(
   label_keys: Sequence[str] | None = None,
   label_specs: LabelSpecs | None = None,
   scale_range: tuple[float, float] | None = None,
+  rotate: bool = False,
   validate: Callable[[dict], None] | None = None,
   process_index: int = 0,
   process_count: int = 1,
@@ -437,7 +467,8 @@ def make_train_iterator(
     label_keys: keys to keep besides image (default: every [H, W, ...] array).
     label_specs: {key: LabelSpec}, pad values and mirror transforms (from the task).
     scale_range: (low, high) random rescale of each example before the crop (image
-      bilinear, label maps nearest); None (default): no rescaling.
+      bilinear, label maps as their `LabelSpec.resize`); None (default): no rescaling.
+    rotate: random quarter turns of each example before the crop (see `augment`).
     validate: called on each batch in the data workers; its exception (e.g. a
       ValueError from the task's label checks) comes out of ``next()``.
     process_index, process_count: this process's share of each global batch (its
@@ -458,6 +489,7 @@ def make_train_iterator(
     label_keys=label_keys,
     label_specs=label_specs,
     scale_range=scale_range,
+    rotate=rotate,
     validate=validate,
     process_index=process_index,
     process_count=process_count,

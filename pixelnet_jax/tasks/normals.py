@@ -40,6 +40,15 @@ def mirror_normals(normals: np.ndarray) -> np.ndarray:
   return normals * np.array([-1, 1, 1], normals.dtype)
 
 
+def turn_normals(normals: np.ndarray, k: int) -> np.ndarray:
+  """Normals of an image turned by k quarter turns (`np.rot90`, image-right to the top):
+  each turn maps (x, y, z) to (y, -x, z) in the same camera convention."""
+  out = normals
+  for _ in range(int(k) % 4):
+    out = np.stack([out[..., 1], -out[..., 0], out[..., 2]], axis=-1)
+  return out
+
+
 @base.TASKS.register("normals", defaults=default_config())
 class NormalsTask(base.Task):
   """Squared error of the L2-normalised prediction to the unit target, = 2 (1 - cos)."""
@@ -52,7 +61,10 @@ class NormalsTask(base.Task):
   lower_is_better = ("mean", "median", "rmse")
 
   def label_specs(self):
-    return {"normals": LabelSpec(0.0, hflip=mirror_normals), "normals_valid": LabelSpec(False)}
+    return {
+      "normals": LabelSpec(0.0, hflip=mirror_normals, rot90=turn_normals),
+      "normals_valid": LabelSpec(False),
+    }
 
   def sampleable(self, labels):
     return labels["normals_valid"].astype(jnp.bool_)
