@@ -45,7 +45,14 @@ case $dataset in
     pixelnet-sweep $B --workdir $runs/bsds_sweep_dense --axis config.task.sampling=dense
     pixelnet-sweep $B --workdir $runs/bsds_sweep_hard --axis config.task.sampling=hard
     pixelnet-sweep $B --workdir $runs/bsds_sweep_nobn --axis config.model.trunks.vgg.batch_norm=False
-    for run in $runs/bsds_sweep_*/*__seed=*; do
+    for bp in 1:4000 2:2000 4:1000 8:500; do
+      pixelnet-sweep $B --workdir $runs/bsds_sweep_diversity/b${bp%%:*} \
+        --axis config.batch_size=${bp%%:*} --set config.points_per_image=${bp##*:}
+    done
+    pixelnet-sweep $B --workdir $runs/bsds_sweep_widths --axis "config.model.heads.mlp.widths=(64,64),(1024,1024),(256,)"
+    pixelnet-sweep $B --workdir $runs/bsds_sweep_linear_raw --set config.model.head=linear \
+      --axis config.model.heads.linear.normalize=False
+    for run in $runs/bsds_sweep_*/*__seed=* $runs/bsds_sweep_diversity/*/*__seed=*; do
       experiments/bsds_val_subset_ods.sh "$run"  # the BSDS benchmark on the first 25 val images
     done
     E="--metric f_pixel --extra ods_val25/results.json:ods_f --extra ods_val25/results.json:ap"
@@ -55,6 +62,9 @@ case $dataset in
     $analyse $E --out $runs/sampling_bsds_dense $runs/bsds_sweep_dense $runs/bsds_sweep_sampler
     $analyse $E --out $runs/sampling_bsds_hard_nobn $runs/bsds_sweep_hard $runs/bsds_sweep_nobn \
       $runs/bsds_sweep_sampler
+    $analyse $E --out $runs/sampling_bsds_diversity $runs/bsds_sweep_diversity/b{1,2,4,8}
+    $analyse $E --out $runs/sampling_bsds_widths $runs/bsds_sweep_head $runs/bsds_sweep_widths \
+      $runs/bsds_sweep_linear_raw $runs/bsds_sweep_sampler
     ;;
   camvid)
     C="--config experiments/configs/camvid_segmentation.py:quick --seeds 0,1 --set config.num_train_steps=500 --set config.eval_every=500 --set config.checkpoint_every=500"
