@@ -49,9 +49,9 @@ case $dataset in
       pixelnet-sweep $B --workdir $runs/bsds_sweep_diversity/b${bp%%:*} \
         --axis config.batch_size=${bp%%:*} --set config.points_per_image=${bp##*:}
     done
-    pixelnet-sweep $B --workdir $runs/bsds_sweep_widths --axis "config.model.heads.mlp.widths=(64,64),(1024,1024),(256,)"
     pixelnet-sweep $B --workdir $runs/bsds_sweep_linear_raw --set config.model.head=linear \
       --axis config.model.heads.linear.normalize=False
+    pixelnet-sweep $B --workdir $runs/bsds_sweep_widths --axis "config.model.heads.mlp.widths=(64,64),(256,),(1024,1024)"
     for run in $runs/bsds_sweep_*/*__seed=* $runs/bsds_sweep_diversity/*/*__seed=*; do
       experiments/bsds_val_subset_ods.sh "$run"  # the BSDS benchmark on the first 25 val images
     done
