@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The sampling analysis of experiments/results/sampling_analysis.md, one command per dataset:
-#   experiments/run_sampling_analysis.sh procedural|bsds|camvid [RUNS_DIR]
+#   experiments/run_sampling_analysis.sh procedural|bsds|bsds_diversity_head|camvid [RUNS_DIR]
 # Runs every sweep of that dataset (2 seeds per point; finished points are skipped, so a
 # cut run resumes), then prints the tables and writes the plots into RUNS_DIR (default
-# runs/). bsds and camvid need PIXELNET_TEST_DATA (the folder holding BSR/ and camvid/).
+# runs/). bsds, bsds_diversity_head and camvid need PIXELNET_TEST_DATA (the folder
+# holding BSR/ and camvid/).
 set -euo pipefail
-dataset=${1:?usage: experiments/run_sampling_analysis.sh procedural|bsds|camvid [RUNS_DIR]}
+dataset=${1:?usage: experiments/run_sampling_analysis.sh procedural|bsds|bsds_diversity_head|camvid [RUNS_DIR]}
 runs=${2:-runs}
 analyse="python experiments/sampling_analysis.py"
 
@@ -45,14 +46,7 @@ case $dataset in
     pixelnet-sweep $B --workdir $runs/bsds_sweep_dense --axis config.task.sampling=dense
     pixelnet-sweep $B --workdir $runs/bsds_sweep_hard --axis config.task.sampling=hard
     pixelnet-sweep $B --workdir $runs/bsds_sweep_nobn --axis config.model.trunks.vgg.batch_norm=False
-    for bp in 1:4000 2:2000 4:1000 8:500; do
-      pixelnet-sweep $B --workdir $runs/bsds_sweep_diversity/b${bp%%:*} \
-        --axis config.batch_size=${bp%%:*} --set config.points_per_image=${bp##*:}
-    done
-    pixelnet-sweep $B --workdir $runs/bsds_sweep_linear_raw --set config.model.head=linear \
-      --axis config.model.heads.linear.normalize=False
-    pixelnet-sweep $B --workdir $runs/bsds_sweep_widths --axis "config.model.heads.mlp.widths=(64,64),(256,),(1024,1024)"
-    for run in $runs/bsds_sweep_*/*__seed=* $runs/bsds_sweep_diversity/*/*__seed=*; do
+    for run in $runs/bsds_sweep_*/*__seed=*; do
       experiments/bsds_val_subset_ods.sh "$run"  # the BSDS benchmark on the first 25 val images
     done
     E="--metric f_pixel --extra ods_val25/results.json:ods_f --extra ods_val25/results.json:ap"
@@ -62,9 +56,26 @@ case $dataset in
     $analyse $E --out $runs/sampling_bsds_dense $runs/bsds_sweep_dense $runs/bsds_sweep_sampler
     $analyse $E --out $runs/sampling_bsds_hard_nobn $runs/bsds_sweep_hard $runs/bsds_sweep_nobn \
       $runs/bsds_sweep_sampler
+    ;;
+  bsds_diversity_head)
+    # The rest of the BSDS500 analysis, split off from bsds so each command fits in 2 hours.
+    # b4 (4 images x 1,000 px) is the base config, the bsds base rerun (it reproduces it).
+    B="--config experiments/configs/bsds_edges.py --seeds 0,1 --set config.num_train_steps=500 --set config.eval_every=250 --set config.checkpoint_every=500"
+    for bp in 1:4000 2:2000 4:1000 8:500; do
+      pixelnet-sweep $B --workdir $runs/bsds_sweep_diversity/b${bp%%:*} \
+        --axis config.batch_size=${bp%%:*} --set config.points_per_image=${bp##*:}
+    done
+    pixelnet-sweep $B --workdir $runs/bsds_sweep_linear_raw --set config.model.head=linear \
+      --axis config.model.heads.linear.normalize=False
+    pixelnet-sweep $B --workdir $runs/bsds_sweep_widths --axis "config.model.heads.mlp.widths=(64,64),(256,),(1024,1024)"
+    for run in $runs/bsds_sweep_diversity/*/*__seed=* $runs/bsds_sweep_linear_raw/*__seed=* \
+      $runs/bsds_sweep_widths/*__seed=*; do
+      experiments/bsds_val_subset_ods.sh "$run"
+    done
+    E="--metric f_pixel --extra ods_val25/results.json:ods_f --extra ods_val25/results.json:ap"
     $analyse $E --out $runs/sampling_bsds_diversity $runs/bsds_sweep_diversity/b{1,2,4,8}
-    $analyse $E --out $runs/sampling_bsds_widths $runs/bsds_sweep_head $runs/bsds_sweep_widths \
-      $runs/bsds_sweep_linear_raw $runs/bsds_sweep_sampler
+    $analyse $E --out $runs/sampling_bsds_widths $runs/bsds_sweep_widths $runs/bsds_sweep_linear_raw \
+      $runs/bsds_sweep_diversity/b4
     ;;
   camvid)
     C="--config experiments/configs/camvid_segmentation.py:quick --seeds 0,1 --set config.num_train_steps=500 --set config.eval_every=500 --set config.checkpoint_every=500"
@@ -77,7 +88,7 @@ case $dataset in
       "$runs/camvid_sweep_pixels"
     ;;
   *)
-    echo "unknown dataset $dataset: procedural, bsds or camvid" >&2
+    echo "unknown dataset $dataset: procedural, bsds, bsds_diversity_head or camvid" >&2
     exit 2
     ;;
 esac
