@@ -20,7 +20,9 @@ Choices, and why:
   (about 6% of a BSDS image) and 60% elsewhere; with that share the loss needs
   no further class weighting (``class_balance='none'``).
 - Adam with warm-up and cosine decay: SGD from scratch needs far more steps than
-  45 CPU minutes allow. 8,500 steps fill about 40 of those minutes on 2 idle cores.
+  45 CPU minutes allow. 8,500 steps filled about 40 of those minutes on the 2 idle cores
+  of the headline run (3.98 steps/s); a slower 2-core machine ran 2.3-2.5 steps/s, so
+  there the same minutes hold about 6,000 steps.
 - What the sampling analysis (``experiments/results/sampling_analysis.md``, section f)
   found on 500-step runs, scored with the BSDS benchmark: edge-stratified sampling beats
   uniform, the MLP head beats the linear one, and 1,000 pixels per image beat 256 and 64;
@@ -28,6 +30,9 @@ Choices, and why:
   spread, so they are left out, and the extra training time goes to more steps.
   Scale augmentation (0.7-1.4, edge labels shrunk by max) also failed at full length:
   9,800 steps with it, in 44 minutes, scored val ODS 0.723 against this config's 0.724.
+  Consensus labels ('threshold' 0.5 with ``ignore_uncertain``) and random quarter turns
+  (``augment.rotate``) scored below this config in 2,000-step probes (0.697 and 0.692
+  against 0.699), the turns far below it in a full-length run's proxy, so both stay off.
 - In-training evaluation is the cheap pixel-exact proxy on 10 val images; the
   BSDS benchmark runs afterwards on the PNGs of ``pixelnet_jax.predict``.
 """
