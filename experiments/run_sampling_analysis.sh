@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The sampling analysis of experiments/results/sampling_analysis.md, one command per dataset:
-#   experiments/run_sampling_analysis.sh procedural|bsds|bsds_diversity_head|camvid [RUNS_DIR]
+#   experiments/run_sampling_analysis.sh procedural|bsds|bsds_diversity_head|camvid|camvid_diversity_head [RUNS_DIR]
 # Runs every sweep of that dataset (2 seeds per point; finished points are skipped, so a
 # cut run resumes), then prints the tables and writes the plots into RUNS_DIR (default
-# runs/). bsds, bsds_diversity_head and camvid need PIXELNET_TEST_DATA (the folder
-# holding BSR/ and camvid/).
+# runs/). All but procedural need PIXELNET_TEST_DATA (the folder holding BSR/ and
+# camvid/).
 set -euo pipefail
-dataset=${1:?usage: experiments/run_sampling_analysis.sh procedural|bsds|bsds_diversity_head|camvid [RUNS_DIR]}
+dataset=${1:?usage: experiments/run_sampling_analysis.sh procedural|bsds|bsds_diversity_head|camvid|camvid_diversity_head [RUNS_DIR]}
 runs=${2:-runs}
 analyse="python experiments/sampling_analysis.py"
 
@@ -87,8 +87,27 @@ case $dataset in
     $analyse --out $runs/sampling_camvid_sampler_head $runs/camvid_sweep_sampler $runs/camvid_sweep_head \
       "$runs/camvid_sweep_pixels"
     ;;
+  camvid_diversity_head)
+    # The rest of the CamVid analysis (b, c's hard sampler, d's widths and normalisation, e),
+    # split off from camvid. b4 (4 images x 1,000 px) is the base config, the camvid base rerun.
+    C="--config experiments/configs/camvid_segmentation.py:quick --seeds 0,1 --set config.num_train_steps=500 --set config.eval_every=500 --set config.checkpoint_every=500"
+    for bp in 1:4000 2:2000 4:1000 8:500; do
+      pixelnet-sweep $C --workdir $runs/camvid_sweep_diversity/b${bp%%:*} \
+        --axis config.batch_size=${bp%%:*} --set config.points_per_image=${bp##*:}
+    done
+    pixelnet-sweep $C --workdir $runs/camvid_sweep_widths --axis "config.model.heads.mlp.widths=(64,64),(256,),(1024,1024)"
+    pixelnet-sweep $C --workdir $runs/camvid_sweep_linear_raw --set config.model.head=linear \
+      --axis config.model.heads.linear.normalize=False
+    pixelnet-sweep $C --workdir $runs/camvid_sweep_hard --axis config.task.sampling=hard
+    pixelnet-sweep $C --workdir $runs/camvid_sweep_nobn --axis config.model.trunks.vgg.batch_norm=False
+    $analyse --out $runs/sampling_camvid_diversity $runs/camvid_sweep_diversity/b{1,2,4,8}
+    $analyse --out $runs/sampling_camvid_widths $runs/camvid_sweep_widths $runs/camvid_sweep_linear_raw \
+      $runs/camvid_sweep_diversity/b4
+    $analyse --out $runs/sampling_camvid_hard_nobn $runs/camvid_sweep_hard $runs/camvid_sweep_nobn \
+      $runs/camvid_sweep_diversity/b4
+    ;;
   *)
-    echo "unknown dataset $dataset: procedural, bsds, bsds_diversity_head or camvid" >&2
+    echo "unknown dataset $dataset: procedural, bsds, bsds_diversity_head, camvid or camvid_diversity_head" >&2
     exit 2
     ;;
 esac
