@@ -34,7 +34,8 @@ Choices, and why:
   (``augment.rotate``) scored below this config in 2,000-step probes (0.697 and 0.692
   against 0.699), the turns far below it in a full-length run's proxy, so both stay off.
   So did Adam 2e-3 (0.697) and 8 images per step: 112² crops at the same trunk cost
-  (0.694), or 160² crops for 1,000 steps in the same training time (0.692).
+  (0.694), or 160² crops for 1,000 steps in the same training time (0.692); a positive
+  fraction of 0.25 was level (0.700).
 - In-training evaluation is the cheap pixel-exact proxy on 10 val images; the
   BSDS benchmark runs afterwards on the PNGs of ``pixelnet_jax.predict``.
 """
